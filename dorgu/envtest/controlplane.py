@@ -201,6 +201,7 @@ class ControlPlane:
             else:
                 raise ControlPlaneError("could not find free loopback ports after 3 attempts")
             self._write_kubeconfig(self.kubeconfig, token=self.admin_token, user="admin")
+            self._wait_for_default_namespace()
             if self.settings.controllers:
                 self._start_controller_manager(bins)
             if self.settings.crds:
@@ -378,6 +379,19 @@ class ControlPlane:
             f"{what} not ready after {self.settings.ready_timeout_s:.0f} s; last lines of {proc.log_path}:\n"
             f"{proc.log_tail()}"
         )
+
+    def _wait_for_default_namespace(self) -> None:
+        # /readyz can answer before the apiserver's bootstrap controller has created `default`.
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.client().get("/api/v1/namespaces/default")
+                return
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+            time.sleep(0.05)
+        raise ControlPlaneError("kube-apiserver did not create the default namespace")
 
     def _wait_for_default_service_account(self) -> None:
         deadline = time.monotonic() + self.settings.ready_timeout_s
