@@ -43,6 +43,7 @@ import yaml
 from certs.pki import KeyPair, make_ca, make_rsa_key_pem, make_serving_cert
 from dorgu.envtest.binaries import Binaries, ensure_binaries
 from dorgu.envtest.http import ApiError, HarnessClient
+from dorgu.runtime.config import ConnectionSettings
 
 DEFAULT_CONTROLLERS = ("namespace", "garbagecollector", "serviceaccount", "serviceaccount-token")
 """kube-controller-manager controllers the harness runs; never ``deployment``/``replicaset``."""
@@ -446,6 +447,15 @@ class ControlPlane:
         if self._client is None:
             self._client = HarnessClient(self.server, self.admin_token, str(self.ca_file))
         return self._client
+
+    def connection(self, *, token: str | None = None, user_agent: str = "dorgu-test") -> ConnectionSettings:
+        """Plain connection settings for the runtime's client (admin unless ``token`` is given)."""
+        return ConnectionSettings(
+            server=self.server,
+            ca_data=self.ca_file.read_bytes(),
+            token=token or self.admin_token,
+            user_agent=user_agent,
+        )
 
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this control plane."""

@@ -1,0 +1,314 @@
+"""An informer: a reflector (LIST + WATCH with client-go's rules) feeding an indexed store and handlers.
+
+Reflector rules kept here (client-go ``tools/cache/reflector.go``):
+
+* The first LIST asks for RV "0" (served from the apiserver's watch cache: cheap, possibly stale). A relist
+  after a watch error asks for the last synced RV ("not older than"), unpaginated so the watch cache serves
+  it; if *that* LIST answers Expired/410, the next one is a quorum read (RV "") paginated by 500.
+* A watch that ends normally (server timeout, EOF) is resumed at once from the last RV without relisting.
+  A watch that ends in under 1 s with no events is an error (relist after backoff).
+* 410 Gone/Expired on a watch → back off, then relist (the LIST first tries the last RV again).
+* 429 and connection refused (and a stalled stream) → back off, then re-watch from the same RV — no relist.
+* Every event's RV is recorded; a BOOKMARK only advances the RV. For a watch started at RV "" or "0" the
+  server first sends synthetic ADDED events not in RV order, so their RVs are not recorded until some other
+  event type has been seen (``propagateRVFromStart``).
+* Backoff: 0.8 s doubling to 30 s with full jitter, reset after 2 min without failures.
+
+Events are applied to the store in arrival order and handlers are called in that order (handlers should only
+enqueue keys). A relist diffs the new list against the store: objects missing from it are delivered to
+``on_delete`` with their last known state — deletes missed while disconnected are never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import aiohttp
+import msgspec
+
+from dorgu.runtime import metrics
+from dorgu.runtime.client import ApiClient
+from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.errors import ApiError, Gone, TooManyRequests
+from dorgu.runtime.resource import Resource
+from dorgu.runtime.store import IndexFunc, KubeObject, Store, object_key
+from dorgu.runtime.watch import WatchSettings, WatchStalled, watch
+
+T = TypeVar("T", bound=KubeObject)
+log = logging.getLogger("dorgu.informer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InformerSettings:
+    """Tuning of an informer (all intervals are settings, short in tests)."""
+
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    """How each watch request is made (timeoutSeconds, stall detection, bookmarks)."""
+    backoff_initial_s: float = 0.8
+    """First retry delay after a failure."""
+    backoff_max_s: float = 30.0
+    """Largest retry delay."""
+    backoff_reset_s: float = 120.0
+    """A failure-free stretch this long resets the backoff."""
+    quorum_page_size: int = 500
+    """Page size of a quorum LIST (RV "")."""
+    resync_period_s: float | None = None
+    """Re-deliver every cached object as an update this often (None: never)."""
+
+
+@dataclass
+class Handlers(Generic[T]):
+    """Callbacks for cache changes; each should be quick (enqueue a key)."""
+
+    on_add: Callable[[T], None] | None = None
+    on_update: Callable[[T, T], None] | None = None
+    on_delete: Callable[[T], None] | None = None
+
+
+class _Backoff:
+    """client-go's jittered exponential backoff with reset (wait.NewExponentialBackoffManager)."""
+
+    def __init__(self, s: InformerSettings, clock: Clock, rng: random.Random) -> None:
+        self._s, self._clock, self._rng = s, clock, rng
+        self._delay = s.backoff_initial_s
+        self._last = clock.monotonic()
+
+    def next(self) -> float:
+        now = self._clock.monotonic()
+        if now - self._last > self._s.backoff_reset_s:
+            self._delay = self._s.backoff_initial_s
+        self._last = now
+        d = self._delay
+        self._delay = min(self._delay * 2, self._s.backoff_max_s)
+        return d * (1 + self._rng.random())  # jitter factor 1.0
+
+
+class _VeryShortWatch(Exception):
+    pass
+
+
+class Informer(Generic[T]):
+    """Keeps :attr:`store` in step with the server for one resource (optionally one namespace/selector)."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        resource: Resource,
+        *,
+        item_type: type[T],
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        indexers: dict[str, IndexFunc] | None = None,
+        transform: Callable[[T], T] | None = None,
+        settings: InformerSettings | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.resource = resource
+        self.item_type = item_type
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.transform = transform
+        self.settings = settings or InformerSettings()
+        self.clock = clock or RealClock()
+        self.rng = rng or random.Random()
+        self.store: Store[T] = Store(indexers=indexers)
+        self._handlers: list[Handlers[T]] = []
+        self._decoder = msgspec.json.Decoder(item_type)
+        self._synced = asyncio.Event()
+        self.last_sync_rv = ""
+        self._rv_unavailable = False
+        self._label = str(resource)
+        self.lists = 0
+        """Number of LISTs made (relists included) — observable by tests."""
+
+    # -- public -------------------------------------------------------------------------------------------
+
+    def add_handlers(self, handlers: Handlers[T]) -> None:
+        """Register callbacks; a late registration first receives an add for every cached object."""
+        self._handlers.append(handlers)
+        if handlers.on_add and self._synced.is_set():
+            for obj in self.store.list():
+                handlers.on_add(obj)
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_for_sync(self) -> None:
+        await self._synced.wait()
+
+    async def run(self) -> None:
+        """List and watch until cancelled; failures back off and retry, never escape."""
+        metrics.INFORMER_SYNCED.labels(self._label).set(0)
+        backoff = _Backoff(self.settings, self.clock, self.rng)
+        resync = asyncio.create_task(self._resync_loop()) if self.settings.resync_period_s else None
+        try:
+            while True:
+                try:
+                    await self._list_and_watch(backoff)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the outer loop: back off, then relist
+                    metrics.WATCH_ERRORS.labels(self._label, type(e).__name__).inc()
+                    log.info("informer %s: %s; relisting after backoff", self._label, _describe(e))
+                await self.clock.sleep(backoff.next())
+        finally:
+            if resync:
+                resync.cancel()
+
+    # -- reflector ----------------------------------------------------------------------------------------
+
+    def _relist_rv(self) -> str:
+        if self._rv_unavailable:
+            return ""
+        return self.last_sync_rv or "0"
+
+    async def _list(self) -> None:
+        rv = self._relist_rv()
+        try:
+            page = await self.client.list_all(
+                self.resource, type=self.item_type, namespace=self.namespace,
+                label_selector=self.label_selector, field_selector=self.field_selector,
+                resource_version=rv, page_size=self.settings.quorum_page_size,
+            )  # fmt: skip
+        except Gone:
+            if rv == "":
+                raise
+            # "too old"/"too large" RV on LIST: the next LIST is a quorum read (and may paginate).
+            self._rv_unavailable = True
+            raise
+        self.lists += 1
+        metrics.INFORMER_RELISTS.labels(self._label).inc()
+        for err in page.errors:
+            log.warning(
+                "informer %s: skipped %s/%s that does not decode: %s",
+                self._label, err.namespace, err.name, err.message,
+            )  # fmt: skip
+        self._replace(page.items)
+        self._rv_unavailable = False
+        self.last_sync_rv = page.metadata.resource_version or ""
+        if not self._synced.is_set():
+            self._synced.set()
+            metrics.INFORMER_SYNCED.labels(self._label).set(1)
+
+    def _replace(self, items: list[T]) -> None:
+        seen = set()
+        for obj in items:
+            obj = self.transform(obj) if self.transform else obj
+            key = object_key(obj)
+            seen.add(key)
+            self._apply_upsert(key, obj)
+        for key in list(self.store.keys()):
+            if key not in seen:  # deleted while we were not watching: deliver the last known state
+                old = self.store.pop(key)
+                if old is not None:
+                    self._dispatch_delete(old)
+        metrics.INFORMER_OBJECTS.labels(self._label).set(len(self.store))
+
+    async def _list_and_watch(self, backoff: _Backoff) -> None:
+        await self._list()
+        while True:
+            try:
+                await self._watch_once()
+            except (TooManyRequests, WatchStalled, aiohttp.ClientConnectorError) as e:
+                # Retriable without relist: same RV after a pause (client-go isWatchErrorRetriable).
+                metrics.WATCH_ERRORS.labels(self._label, type(e).__name__).inc()
+                log.info(
+                    "informer %s: %s; re-watching from RV %s", self._label, _describe(e), self.last_sync_rv
+                )
+                delay = e.retry_after if isinstance(e, TooManyRequests) else 0.0
+                if not isinstance(e, WatchStalled):
+                    delay = max(delay, backoff.next())
+                await self.clock.sleep(delay)
+
+    async def _watch_once(self) -> None:
+        start_rv = self.last_sync_rv
+        record_rv = start_rv not in ("", "0")  # see propagateRVFromStart in the module docstring
+        started = self.clock.monotonic()
+        events = 0
+        metrics.WATCH_STARTS.labels(self._label).inc()
+        async for ev in watch(
+            self.client, self.resource, resource_version=start_rv, namespace=self.namespace,
+            label_selector=self.label_selector, field_selector=self.field_selector,
+            settings=self.settings.watch, rng=self.rng,
+        ):  # fmt: skip
+            events += 1
+            metrics.WATCH_EVENTS.labels(self._label, ev.type).inc()
+            if ev.type == "BOOKMARK":
+                rv = msgspec.json.decode(ev.object, type=_RVOnly).metadata.resource_version
+                if rv:
+                    self.last_sync_rv = rv
+                continue
+            obj = self._decoder.decode(ev.object)
+            if self.transform:
+                obj = self.transform(obj)
+            key = object_key(obj)
+            if ev.type in ("ADDED", "MODIFIED"):
+                self._apply_upsert(key, obj)
+            elif ev.type == "DELETED":
+                self.store.pop(key)
+                self._dispatch_delete(obj)  # the final state, as the server sent it
+            if ev.type != "ADDED":
+                record_rv = True
+            if record_rv and obj.metadata.resource_version:
+                self.last_sync_rv = obj.metadata.resource_version
+            metrics.INFORMER_OBJECTS.labels(self._label).set(len(self.store))
+        if events == 0 and self.clock.monotonic() - started < 1.0:
+            raise _VeryShortWatch(f"watch of {self._label} closed in under 1 s with no events")
+
+    # -- dispatch -----------------------------------------------------------------------------------------
+
+    def _apply_upsert(self, key: str, obj: T) -> None:
+        old = self.store.put(key, obj)
+        for h in self._handlers:
+            try:
+                if old is None:
+                    if h.on_add:
+                        h.on_add(obj)
+                elif h.on_update:
+                    h.on_update(old, obj)
+            except Exception:
+                log.exception("informer %s: handler failed for %s", self._label, key)
+
+    def _dispatch_delete(self, obj: T) -> None:
+        for h in self._handlers:
+            if h.on_delete:
+                try:
+                    h.on_delete(obj)
+                except Exception:
+                    log.exception("informer %s: delete handler failed", self._label)
+
+    async def _resync_loop(self) -> None:
+        period = self.settings.resync_period_s
+        assert period
+        while True:
+            await self.clock.sleep(period)
+            for obj in self.store.list():
+                for h in self._handlers:
+                    if h.on_update:
+                        h.on_update(obj, obj)
+
+
+class _RVMeta(msgspec.Struct, rename="camel"):
+    resource_version: str | None = None
+
+
+class _RVOnly(msgspec.Struct):
+    metadata: _RVMeta = msgspec.field(default_factory=_RVMeta)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, ApiError):
+        return f"{type(e).__name__} ({e.code} {e.reason}: {e.message})"
+    return f"{type(e).__name__}: {e}"
+
+
+__all__ = ["Handlers", "Informer", "InformerSettings", "Store"]
