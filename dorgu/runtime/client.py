@@ -17,7 +17,7 @@ import contextlib
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 from urllib.parse import urlsplit
@@ -134,6 +134,9 @@ class ApiClient:
         self._base = connection.server.rstrip("/")
         self._host = urlsplit(self._base).netloc
         self._tokens = _TokenSource(token=connection.token, token_file=connection.token_file)
+        self.write_guard: Callable[[str, str], None] | None = None
+        """Called as ``guard(method, path)`` before every non-GET request; raises to refuse the write
+        (leader election sets it: a leader whose lease may have expired writes nothing)."""
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=_ssl_context(connection), limit=self.settings.max_connections),
             headers={"User-Agent": connection.user_agent},
@@ -172,6 +175,8 @@ class ApiClient:
         accept: str = "application/json",
     ) -> bytes:
         """Send one request and return the body; non-2xx answers raise a typed :class:`ApiError`."""
+        if method != "GET" and self.write_guard is not None:
+            self.write_guard(method, path)
         data = _encode(body) if body is not None else None
         if data is not None and content_type is None:
             content_type = "application/json"

@@ -233,8 +233,22 @@ class Informer(Generic[T]):
         start_rv = self.last_sync_rv
         record_rv = start_rv not in ("", "0")  # see propagateRVFromStart in the module docstring
         started = self.clock.monotonic()
-        events = 0
         metrics.WATCH_STARTS.labels(self._label).inc()
+        try:
+            events = await self._consume(start_rv, record_rv)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
+            # A stream cut mid-way (apiserver restart, proxy reset) is a closed watch, as client-go treats an
+            # unexpected EOF: resume from the last RV without relisting.
+            log.info(
+                "informer %s: watch stream broke (%s); resuming from RV %s", self._label, e, self.last_sync_rv
+            )
+            metrics.WATCH_ERRORS.labels(self._label, type(e).__name__).inc()
+            events = 1 if self.last_sync_rv != start_rv else 0
+        if events == 0 and self.clock.monotonic() - started < 1.0:
+            raise _VeryShortWatch(f"watch of {self._label} closed in under 1 s with no events")
+
+    async def _consume(self, start_rv: str, record_rv: bool) -> int:
+        events = 0
         async for ev in watch(
             self.client, self.resource, resource_version=start_rv, namespace=self.namespace,
             label_selector=self.label_selector, field_selector=self.field_selector,
@@ -261,8 +275,7 @@ class Informer(Generic[T]):
             if record_rv and obj.metadata.resource_version:
                 self.last_sync_rv = obj.metadata.resource_version
             metrics.INFORMER_OBJECTS.labels(self._label).set(len(self.store))
-        if events == 0 and self.clock.monotonic() - started < 1.0:
-            raise _VeryShortWatch(f"watch of {self._label} closed in under 1 s with no events")
+        return events
 
     # -- dispatch -----------------------------------------------------------------------------------------
 

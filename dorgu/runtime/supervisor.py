@@ -1,0 +1,504 @@
+"""The supervisor: one OS process per component, kept running, stopped together; health and metrics.
+
+``dorgu operator`` hands the supervisor its components (:class:`~dorgu.runtime.component.ComponentSpec`)
+and the resolved :class:`~dorgu.runtime.config.ConnectionSettings`; the supervisor knows nothing else of
+them. It:
+
+* spawns each component with ``python -m dorgu.runtime.child`` (fork + exec: a fresh interpreter);
+* restarts a child that exits when not asked to, after an exponential backoff that resets once a child
+  has stayed up ``restart_backoff_reset_s``;
+* on SIGTERM or SIGINT sends SIGTERM to every child, waits ``shutdown_timeout_s`` in total, SIGKILLs what
+  is left and returns (a second Ctrl-C SIGKILLs at once). Children set ``PR_SET_PDEATHSIG``, so none
+  outlives a supervisor that is SIGKILLed itself;
+* serves ``/healthz``, ``/readyz`` (every child running and reporting ready) and ``/metrics``: the
+  children's metrics, combined by prometheus_client's multiprocess mode from ``PROMETHEUS_MULTIPROC_DIR``.
+
+``prometheus_client`` decides at import whether it is in multiprocess mode, so this module imports it only
+inside functions, after :meth:`Supervisor.run` has set ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
+
+from dorgu.runtime.child import SUPERVISOR_PID_ENV, ChildBootstrap
+from dorgu.runtime.component import ComponentSpec
+from dorgu.runtime.config import ConnectionSettings
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["RestartBackoff", "Supervisor", "SupervisorSettings", "run_supervisor"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_REPEAT_SIGNAL_MIN_S = 0.5
+
+log = logging.getLogger("dorgu.runtime.supervisor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupervisorSettings:
+    """How the supervisor runs its children and serves health and metrics."""
+
+    metrics_host: str = "0.0.0.0"
+    """Address of the health and metrics HTTP server (``/healthz``, ``/readyz``, ``/metrics``)."""
+    metrics_port: int = 8080
+    """Port of the health and metrics HTTP server; 0 picks a free one (logged; :attr:`Supervisor.port`)."""
+    shutdown_timeout_s: float = 10.0
+    """After SIGTERM/SIGINT, how long all children together get to stop before they are SIGKILLed."""
+    restart_backoff_initial_s: float = 0.5
+    """Delay before restarting a child that exited unexpectedly; doubled on each further exit."""
+    restart_backoff_max_s: float = 30.0
+    """The most the restart delay grows to."""
+    restart_backoff_reset_s: float = 60.0
+    """A child that stayed up this long is restarted after the initial delay again."""
+    identity: str = field(default_factory=socket.gethostname)
+    """This replica's identity handed to every child (pod name or hostname), e.g. for leader election."""
+    multiproc_dir: Path | None = None
+    """Directory for prometheus_client's multiprocess files; its ``*.db`` files are removed at start.
+    None: a fresh temporary directory, removed when the supervisor returns."""
+    log_level: str = "info"
+    """Log level of the supervisor (set by :func:`run_supervisor`) and of every child."""
+
+
+class RestartBackoff:
+    """The delay before each restart of one component: doubling from ``initial_s`` up to ``max_s``.
+
+    The rule: the first restart waits ``initial_s``, each further one twice the last (at most ``max_s``),
+    except that a process which stayed up ``reset_s`` or longer earned a fresh start at ``initial_s``.
+    """
+
+    def __init__(self, *, initial_s: float, max_s: float, reset_s: float) -> None:
+        self._initial = initial_s
+        self._max = max_s
+        self._reset = reset_s
+        self._next = initial_s
+
+    def after_exit(self, *, uptime_s: float) -> float:
+        """The delay before restarting a process that ran for ``uptime_s`` and exited."""
+        if uptime_s >= self._reset:
+            self._next = self._initial
+        delay = min(self._next, self._max)
+        self._next = min(delay * 2, self._max)
+        return delay
+
+
+@dataclass(kw_only=True)
+class _Slot:
+    """The supervisor's view of one component and its current process."""
+
+    spec: ComponentSpec
+    proc: asyncio.subprocess.Process | None = None
+    """The running child, None between runs."""
+    ready: bool = False
+    """What the running child last reported (reset to False whenever a new process starts)."""
+    restarts: int = 0
+    """How many times the child was restarted after an unexpected exit."""
+    state: str = "starting"
+    """``starting``, ``running``, ``backoff`` or ``stopping``: for ``/readyz`` and logs."""
+
+
+class Supervisor:
+    """Runs each component in a child process of its own until SIGTERM or SIGINT."""
+
+    def __init__(
+        self,
+        *,
+        components: Sequence[ComponentSpec],
+        connection: ConnectionSettings,
+        settings: SupervisorSettings | None = None,
+    ) -> None:
+        names = [c.name for c in components]
+        if len(set(names)) != len(names):
+            raise ValueError(f"component names must be unique: {names}")
+        self._connection = connection
+        self._settings = settings if settings is not None else SupervisorSettings()
+        self._slots = [_Slot(spec=c) for c in components]
+        self._stopping = asyncio.Event()
+        self._deadline = 0.0  # monotonic time by which all children must have stopped
+        self._first_signal_at = 0.0
+        self._port: int | None = None
+        self._mp_dir: Path | None = None
+        self._restarts_metric: Any = None
+
+    @property
+    def port(self) -> int | None:
+        """The port the HTTP server listens on, once :meth:`run` has started it."""
+        return self._port
+
+    def stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM does)."""
+        if self._stopping.is_set():
+            return
+        self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
+        for slot in self._slots:
+            slot.state = "stopping"
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM or SIGINT (or :meth:`stop`), then stop every child and return."""
+        created_dir = self._prepare_multiproc_dir()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        runner: web.AppRunner | None = None
+        try:
+            self._init_own_metrics()
+            # The HTTP server first (controller-runtime's order): probes answer while children start.
+            runner = await self._start_http()
+            log.info(
+                "supervisor started",
+                extra={"components": [s.spec.name for s in self._slots], "pid": os.getpid()},
+            )
+            async with asyncio.TaskGroup() as tg:
+                for slot in self._slots:
+                    tg.create_task(self._keep_running(slot), name=f"keep:{slot.spec.name}")
+            log.info("supervisor stopped")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if runner is not None:
+                await runner.cleanup()
+            if created_dir and self._mp_dir is not None:
+                shutil.rmtree(self._mp_dir, ignore_errors=True)
+
+    # -- signals -------------------------------------------------------------------------------------
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self._stopping.is_set():
+            log.info(
+                "%s: stopping all components",
+                sig.name,
+                extra={"timeout_s": self._settings.shutdown_timeout_s},
+            )
+            self._first_signal_at = time.monotonic()
+            self.stop()
+            return
+        # A second Ctrl-C is an impatient operator: kill at once instead of waiting for the timeout. The
+        # rule ignores repeated SIGTERMs and a signal arriving twice at once (``timeout`` and process-group
+        # kills deliver one to the process and one to its group): those are not a person asking again.
+        if sig is signal.SIGINT and time.monotonic() - self._first_signal_at >= _REPEAT_SIGNAL_MIN_S:
+            log.warning("%s again: killing all components now", sig.name)
+            for slot in self._slots:
+                _kill(slot.proc)
+
+    # -- metrics directory ---------------------------------------------------------------------------
+
+    def _prepare_multiproc_dir(self) -> bool:
+        """Set ``PROMETHEUS_MULTIPROC_DIR`` for this process and its children; True if the dir is ours."""
+        configured = self._settings.multiproc_dir
+        if configured is None:
+            self._mp_dir = Path(tempfile.mkdtemp(prefix="dorgu-metrics-"))
+        else:
+            self._mp_dir = configured
+            self._mp_dir.mkdir(parents=True, exist_ok=True)
+            # Wipe what earlier runs left, but only prometheus_client's own files: a mistaken
+            # setting (``/tmp``) must not cost anything else.
+            for stale in self._mp_dir.glob("*.db"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+        os.environ[MULTIPROC_ENV] = str(self._mp_dir)
+        return configured is None
+
+    def _init_own_metrics(self) -> None:
+        import prometheus_client.values
+        from prometheus_client import Counter
+
+        if prometheus_client.values.ValueClass is prometheus_client.values.MutexValue:
+            # prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set: the supervisor's
+            # own metrics would not reach /metrics (the children's still do).
+            log.warning("prometheus_client was imported before the supervisor set %s", MULTIPROC_ENV)
+            return
+        # Not registered anywhere: in multiprocess mode values go to the directory, which /metrics reads.
+        self._restarts_metric = Counter(
+            "dorgu_component_restarts_total",
+            "Times a component's process was restarted after an unexpected exit",
+            ["component"],
+            registry=None,
+        )
+
+    # -- children ------------------------------------------------------------------------------------
+
+    async def _keep_running(self, slot: _Slot) -> None:
+        """Run one component until the supervisor stops, restarting its process when it exits."""
+        settings = self._settings
+        backoff = RestartBackoff(
+            initial_s=settings.restart_backoff_initial_s,
+            max_s=settings.restart_backoff_max_s,
+            reset_s=settings.restart_backoff_reset_s,
+        )
+        try:
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                returncode = await self._run_once(slot)
+                if self._stopping.is_set():
+                    break
+                uptime = time.monotonic() - started
+                delay = backoff.after_exit(uptime_s=uptime)
+                slot.state = "backoff"
+                slot.restarts += 1
+                if self._restarts_metric is not None:
+                    self._restarts_metric.labels(slot.spec.name).inc()
+                log.warning(
+                    "component exited unexpectedly: %s; restarting in %.2fs",
+                    _describe_exit(returncode),
+                    delay,
+                    extra={
+                        "child": slot.spec.name,
+                        "exit_code": returncode,
+                        "signal": _signal_name(returncode),
+                        "uptime_s": round(uptime, 3),
+                        "delay_s": delay,
+                        "restarts": slot.restarts,
+                    },
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        finally:
+            # Whatever ends this task (a bug, cancellation), its child does not outlive it.
+            _kill(slot.proc)
+
+    async def _run_once(self, slot: _Slot) -> int | None:
+        """Start the child, wait for it to exit (stopping it if the supervisor stops); its exit code."""
+        slot.ready = False
+        slot.state = "starting"
+        read_fd, write_fd = os.pipe()  # both ends non-inheritable; pass_fds opens the write end to the child
+        status_pipe = os.fdopen(read_fd, "rb", buffering=0)
+        proc: asyncio.subprocess.Process | None = None
+        reader: asyncio.Task[None] | None = None
+        try:
+            env = dict(os.environ)
+            env[MULTIPROC_ENV] = str(self._mp_dir)
+            env[SUPERVISOR_PID_ENV] = str(os.getpid())
+            # Spawned from the event loop's thread, which lives as long as the supervisor: the children's
+            # PR_SET_PDEATHSIG fires when the *thread* that forked them ends.
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "dorgu.runtime.child", slot.spec.name,
+                    stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,), env=env,
+                )  # fmt: skip
+            except OSError:
+                log.exception("cannot start component", extra={"child": slot.spec.name})
+                return None
+            finally:
+                os.close(write_fd)  # the child holds the only write end: EOF when it exits
+            slot.proc = proc
+            slot.state = "running"
+            log.info("component started", extra={"child": slot.spec.name, "child_pid": proc.pid})
+            reader = asyncio.create_task(self._read_status(slot, status_pipe))
+            await self._send_bootstrap(slot, proc, status_fd=write_fd)
+
+            exited = asyncio.create_task(proc.wait())
+            stopping = asyncio.create_task(self._stopping.wait())
+            try:
+                await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not exited.done():
+                await self._stop_child(slot, proc)
+            return await exited
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            status_pipe.close()
+            slot.ready = False
+            if proc is not None:
+                if proc.returncode is None:  # only when cancelled mid-run
+                    _kill(proc)
+                else:
+                    self._mark_dead(proc.pid)
+            slot.proc = None
+
+    async def _send_bootstrap(self, slot: _Slot, proc: asyncio.subprocess.Process, *, status_fd: int) -> None:
+        boot = ChildBootstrap(
+            name=slot.spec.name,
+            target=slot.spec.target,
+            options=slot.spec.options,
+            connection=self._connection,
+            identity=self._settings.identity,
+            status_fd=status_fd,
+            log_level=self._settings.log_level,
+            # The child cancels its target a little before the supervisor's SIGKILL, so that the target's
+            # cleanup (finally blocks, releasing a lease) gets a chance to run.
+            stop_grace_s=self._settings.shutdown_timeout_s * 0.8,
+        )
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(msgspec.msgpack.encode(boot))
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died before reading; the exit is reported like any other
+        finally:
+            proc.stdin.close()
+
+    async def _read_status(self, slot: _Slot, pipe: BinaryIO) -> None:
+        """Apply the child's JSON-line status messages to its slot until the pipe closes."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), pipe)
+        try:
+            while line := await stream.readline():
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    log.warning(
+                        "bad status line from component: %r", line[:200], extra={"child": slot.spec.name}
+                    )
+                    continue
+                if isinstance(message, dict) and isinstance(message.get("ready"), bool):
+                    if message["ready"] != slot.ready:
+                        log.info("component ready" if message["ready"] else "component not ready",
+                                 extra={"child": slot.spec.name})  # fmt: skip
+                    slot.ready = message["ready"]
+        finally:
+            transport.close()
+
+    async def _stop_child(self, slot: _Slot, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM, then SIGKILL once the supervisor's shutdown deadline has passed."""
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=max(0.0, self._deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning(
+                "component did not stop within the shutdown timeout; killing it",
+                extra={"child": slot.spec.name, "child_pid": proc.pid},
+            )
+            _kill(proc)
+            await proc.wait()
+        log.info(
+            "component stopped: %s",
+            _describe_exit(proc.returncode),
+            extra={"child": slot.spec.name, "exit_code": proc.returncode},
+        )
+
+    def _mark_dead(self, pid: int) -> None:
+        from prometheus_client import multiprocess
+
+        # Drops the dead process's live gauges (livesum, livemax, ...); its counters stay counted.
+        multiprocess.mark_process_dead(pid, str(self._mp_dir))
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    async def _start_http(self) -> web.AppRunner:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._settings.metrics_host, self._settings.metrics_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = runner.addresses[0][1]
+        log.info(
+            "serving health and metrics",
+            extra={"host": self._settings.metrics_host, "port": self._port},
+        )
+        return runner
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        # The supervisor answers: it is alive. Components' health is readiness' business.
+        return web.Response(text="ok")
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        lines = []
+        for slot in self._slots:
+            running = slot.proc is not None and slot.proc.returncode is None and slot.state == "running"
+            if running and slot.ready:
+                lines.append(f"[+]{slot.spec.name} ready")
+            elif running:
+                lines.append(f"[-]{slot.spec.name} not ready: running, has not reported ready")
+            else:
+                lines.append(f"[-]{slot.spec.name} not ready: {slot.state}")
+        ok = all(line.startswith("[+]") for line in lines) and not self._stopping.is_set()
+        if self._stopping.is_set():
+            lines.append("supervisor is shutting down")
+        lines.append("readyz check passed" if ok else "readyz check failed")
+        return web.Response(text="\n".join(lines) + "\n", status=200 if ok else 503)
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        body, content_type = await asyncio.to_thread(_collect_metrics, str(self._mp_dir))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def _collect_metrics(path: str) -> tuple[bytes, str]:
+    """Every process's metrics, combined (a fresh registry each time: files come and go)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=path)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _kill(proc: asyncio.subprocess.Process | None) -> None:
+    if proc is not None and proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _signal_name(returncode: int | None) -> str | None:
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "could not be started"
+    if returncode < 0:
+        return f"killed by {_signal_name(returncode)}"
+    return f"exit code {returncode}"
+
+
+def run_supervisor(
+    components: Sequence[ComponentSpec],
+    connection: ConnectionSettings,
+    settings: SupervisorSettings | None = None,
+) -> int:
+    """Set up JSON logging, run a :class:`Supervisor` on uvloop until SIGTERM/SIGINT; the exit code."""
+    import uvloop
+
+    from dorgu.runtime.logs import setup_logging
+
+    settings = settings if settings is not None else SupervisorSettings()
+    setup_logging(settings.log_level, component="supervisor")
+    try:
+        supervisor = Supervisor(components=components, connection=connection, settings=settings)
+        uvloop.run(supervisor.run())
+    except Exception:
+        log.exception("supervisor failed")
+        return 1
+    return 0
