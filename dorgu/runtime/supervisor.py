@@ -30,7 +30,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -123,7 +123,10 @@ class Supervisor:
         components: Sequence[ComponentSpec],
         connection: ConnectionSettings,
         settings: SupervisorSettings | None = None,
+        background: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
+        """``background``: coroutines the supervisor runs for its whole life (e.g. refreshing an exec
+        plugin's token into the file children read), cancelled when it stops."""
         names = [c.name for c in components]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be unique: {names}")
@@ -136,6 +139,7 @@ class Supervisor:
         self._port: int | None = None
         self._mp_dir: Path | None = None
         self._restarts_metric: Any = None
+        self._background = list(background)
 
     @property
     def port(self) -> int | None:
@@ -158,6 +162,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         runner: web.AppRunner | None = None
+        background = [asyncio.create_task(fn(), name="supervisor-background") for fn in self._background]
         try:
             self._init_own_metrics()
             # The HTTP server first (controller-runtime's order): probes answer while children start.
@@ -171,6 +176,9 @@ class Supervisor:
                     tg.create_task(self._keep_running(slot), name=f"keep:{slot.spec.name}")
             log.info("supervisor stopped")
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             if runner is not None:
@@ -487,6 +495,7 @@ def run_supervisor(
     components: Sequence[ComponentSpec],
     connection: ConnectionSettings,
     settings: SupervisorSettings | None = None,
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> int:
     """Set up JSON logging, run a :class:`Supervisor` on uvloop until SIGTERM/SIGINT; the exit code."""
     import uvloop
@@ -496,7 +505,9 @@ def run_supervisor(
     settings = settings if settings is not None else SupervisorSettings()
     setup_logging(settings.log_level, component="supervisor")
     try:
-        supervisor = Supervisor(components=components, connection=connection, settings=settings)
+        supervisor = Supervisor(
+            components=components, connection=connection, settings=settings, background=background
+        )
         uvloop.run(supervisor.run())
     except Exception:
         log.exception("supervisor failed")

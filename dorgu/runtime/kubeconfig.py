@@ -1,0 +1,204 @@
+"""Resolve how to reach the API server — in the supervisor only — into plain :class:`ConnectionSettings`.
+
+The ``kubernetes`` package does what it is good at here: kubeconfig parsing, contexts, client certificates,
+exec plugins and auth providers, and in-cluster configuration. Children never import it.
+
+Credential rules:
+
+* In-cluster: the ServiceAccount token file is named, not read — kubelet rotates it, and every process
+  re-reads it when it changes.
+* A kubeconfig user with ``tokenFile``: named the same way.
+* A kubeconfig user with ``exec`` or ``auth-provider`` (tokens that expire in minutes): the supervisor writes
+  the current token to a file of its own (0600, replaced atomically) and refreshes it periodically with
+  :class:`TokenRefresher`; children read that file like any token file.
+* A static ``token`` or client certificate: passed as data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dorgu.runtime.config import ConnectionSettings
+
+log = logging.getLogger("dorgu.kubeconfig")
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class ConfigError(Exception):
+    """No usable cluster configuration; the message says what was tried."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterAccess:
+    """Where to connect, and (for expiring credentials) how to keep the token fresh."""
+
+    connection: ConnectionSettings
+    """What children get."""
+    refresher: TokenRefresher | None = None
+    """Run in the supervisor when the token comes from an exec plugin or auth provider."""
+    namespace: str | None = None
+    """The namespace of the context, or of the in-cluster ServiceAccount."""
+
+
+def in_cluster_available(*, token_file: Path = SA_DIR / "token") -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and token_file.exists()
+
+
+def resolve(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    in_cluster: bool | None = None,
+    run_dir: Path,
+    user_agent: str = "dorgu",
+    token_file: Path = SA_DIR / "token",
+    ca_file: Path = SA_DIR / "ca.crt",
+    namespace_file: Path = SA_DIR / "namespace",
+) -> ClusterAccess:
+    """In-cluster config when asked (or when no kubeconfig is given and we run in a pod), else kubeconfig
+    (``kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``)."""
+    if in_cluster or (
+        in_cluster is None and kubeconfig is None and in_cluster_available(token_file=token_file)
+    ):
+        return _in_cluster(
+            token_file=token_file, ca_file=ca_file, namespace_file=namespace_file, user_agent=user_agent
+        )
+    return _from_kubeconfig(kubeconfig=kubeconfig, context=context, run_dir=run_dir, user_agent=user_agent)
+
+
+def _in_cluster(*, token_file: Path, ca_file: Path, namespace_file: Path, user_agent: str) -> ClusterAccess:
+    from kubernetes import client
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    cfg = client.Configuration()
+    try:
+        InClusterConfigLoader(token_filename=str(token_file), cert_filename=str(ca_file)).load_and_set(cfg)
+    except Exception as e:  # the package raises ConfigException with a readable message
+        raise ConfigError(f"in-cluster configuration failed: {e}") from e
+    ns = namespace_file.read_text().strip() if namespace_file.exists() else None
+    return ClusterAccess(
+        connection=ConnectionSettings(
+            server=cfg.host, ca_data=ca_file.read_bytes(), token_file=str(token_file), user_agent=user_agent
+        ),
+        namespace=ns,
+    )
+
+
+def _kubeconfig_user(path: str, context: str | None) -> tuple[dict[str, Any], str | None]:
+    """The raw ``user`` entry and namespace of the active context (to see which kind of credential it is)."""
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    ctx_name = context or doc.get("current-context")
+    ctx = next((c.get("context") or {} for c in doc.get("contexts") or [] if c.get("name") == ctx_name), {})
+    user = next((u.get("user") or {} for u in doc.get("users") or [] if u.get("name") == ctx.get("user")), {})
+    return user, ctx.get("namespace")
+
+
+def _from_kubeconfig(
+    *, kubeconfig: str | None, context: str | None, run_dir: Path, user_agent: str
+) -> ClusterAccess:
+    from kubernetes import client, config
+
+    path = (
+        kubeconfig
+        or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+        or str(Path.home() / ".kube/config")
+    )
+    if not Path(path).exists():
+        raise ConfigError(
+            f"no kubeconfig at {path} and not running in a cluster; pass --kubeconfig or set KUBECONFIG"
+        )
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(
+            config_file=path, context=context, client_configuration=cfg, persist_config=False
+        )
+    except Exception as e:
+        raise ConfigError(f"cannot load kubeconfig {path}: {e}") from e
+    user, namespace = _kubeconfig_user(path, context)
+
+    ca_data = Path(cfg.ssl_ca_cert).read_bytes() if cfg.ssl_ca_cert else None
+    cert = Path(cfg.cert_file).read_bytes() if cfg.cert_file else None
+    key = Path(cfg.key_file).read_bytes() if cfg.key_file else None
+    bearer = _bearer(cfg)
+    token = bearer.removeprefix("Bearer ").strip() or None
+    common: dict[str, Any] = {
+        "server": cfg.host,
+        "ca_data": ca_data,
+        "insecure_skip_tls_verify": not cfg.verify_ssl,
+        "client_cert_data": cert,
+        "client_key_data": key,
+        "user_agent": user_agent,
+    }
+    if user.get("tokenFile"):
+        return ClusterAccess(
+            connection=ConnectionSettings(token_file=str(user["tokenFile"]), **common), namespace=namespace
+        )
+    if token and ("exec" in user or "auth-provider" in user):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tf = run_dir / "token"
+        refresher = TokenRefresher(kubeconfig=path, context=context, token_file=tf)
+        refresher.write(token)
+        return ClusterAccess(
+            connection=ConnectionSettings(token_file=str(tf), **common),
+            refresher=refresher,
+            namespace=namespace,
+        )
+    return ClusterAccess(connection=ConnectionSettings(token=token, **common), namespace=namespace)
+
+
+@dataclass
+class TokenRefresher:
+    """Keeps an expiring kubeconfig token (exec plugin / auth provider) fresh in ``token_file``."""
+
+    kubeconfig: str
+    """The kubeconfig to re-load."""
+    context: str | None
+    """Its context."""
+    token_file: Path
+    """Where children read the token."""
+    interval_s: float = 60.0
+    """How often to re-run the plugin (exec tokens typically live 5-15 minutes)."""
+
+    def write(self, token: str) -> None:
+        tmp = self.token_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        os.replace(tmp, self.token_file)  # atomic: a reader sees the old or the new token, never half
+
+    def fetch(self) -> str | None:
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        config.load_kube_config(
+            config_file=self.kubeconfig, context=self.context, client_configuration=cfg, persist_config=False
+        )
+        bearer = _bearer(cfg)
+        return bearer.removeprefix("Bearer ").strip() or None
+
+    async def run(self) -> None:
+        """Refresh forever (the blocking plugin call runs off the event loop)."""
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                token = await asyncio.to_thread(self.fetch)
+            except Exception as e:
+                log.warning("token refresh failed: %s", e)
+                continue
+            if token and token != self.token_file.read_text():
+                self.write(token)
+                log.info("refreshed the API token from the kubeconfig's credential plugin")
+
+
+def _bearer(cfg: Any) -> str:
+    """The ``Bearer ...`` value the kubernetes package stored (its key has changed across versions)."""
+    keys = cfg.api_key or {}
+    return str(keys.get("BearerToken") or keys.get("authorization") or "")
