@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests need (the control-plane build installs its own: rsync; see dorgu/envtest).
-APT_PACKAGES ?=
+APT_PACKAGES ?= prometheus
 
 .PHONY: all test pytest lint demo deps envtest clean distclean
 

@@ -540,7 +540,7 @@ class ControlPlane:
         for name in names:
             while True:
                 crd = c.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                conds = {x["type"]: x["status"] for x in crd.get("status", {}).get("conditions", [])}
+                conds = {x["type"]: x["status"] for x in (crd.get("status") or {}).get("conditions") or []}
                 if conds.get("Established") == "True":
                     break
                 if time.monotonic() > deadline:

@@ -1,0 +1,156 @@
+"""The analysis data model. JSON names are an interface (the LLM I/O schema, ``--dump-analysis``)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class _M(msgspec.Struct, kw_only=True, omit_defaults=False):
+    pass
+
+
+class Port(_M, kw_only=True):
+    port: int
+    protocol: str = "TCP"
+    purpose: str = "HTTP"
+
+
+class HealthCheck(_M, kw_only=True):
+    path: str = ""
+    port: int = 0
+    readiness_path: str = ""
+    initial_delay_seconds: int = 0
+    period_seconds: int = 0
+    source: str = ""  # code | dockerfile | compose | framework | config
+
+
+class EnvVar(_M, kw_only=True):
+    name: str
+    value: str = ""
+    required: bool = False
+    secret: bool = False
+    source: str = ""
+
+
+class Scaling(_M, kw_only=True):
+    min_replicas: int = 0
+    max_replicas: int = 0
+    target_cpu_percent: int = 0
+    target_memory_percent: int = 0
+    behavior: str = ""
+
+
+class DockerfileInfo(_M, kw_only=True):
+    path: str = ""
+    base_image: str = ""
+    build_stages: list[str] = msgspec.field(default_factory=list)
+    ports: list[int] = msgspec.field(default_factory=list)
+    env_vars: list[EnvVar] = msgspec.field(default_factory=list)
+    args: dict[str, str] = msgspec.field(default_factory=dict)
+    workdir: str = ""
+    entrypoint: list[str] = msgspec.field(default_factory=list)
+    cmd: list[str] = msgspec.field(default_factory=list)
+    user: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    healthcheck: HealthCheck | None = None
+
+
+class ComposePort(_M, kw_only=True):
+    host: int = 0
+    container: int
+    protocol: str = "tcp"
+
+
+class ComposeService(_M, kw_only=True):
+    name: str
+    image: str = ""
+    build: str = ""
+    dockerfile: str = ""
+    ports: list[ComposePort] = msgspec.field(default_factory=list)
+    expose: list[int] = msgspec.field(default_factory=list)
+    environment: list[EnvVar] = msgspec.field(default_factory=list)
+    volumes: list[str] = msgspec.field(default_factory=list)
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    healthcheck: HealthCheck | None = None
+
+
+class ComposeInfo(_M, kw_only=True):
+    path: str = ""
+    services: list[ComposeService] = msgspec.field(default_factory=list)
+    primary: str = ""
+
+
+class CodeInfo(_M, kw_only=True):
+    language: str = "unknown"
+    framework: str = ""
+    manifest: str = ""
+    dependencies: list[str] = msgspec.field(default_factory=list)
+    health_path: str = ""
+    readiness_path: str = ""
+    metrics_path: str = ""
+    routes: list[str] = msgspec.field(default_factory=list)
+    files_scanned: int = 0
+
+
+class Dependency(_M, kw_only=True):
+    name: str
+    type: str = "service"
+    required: bool = True
+    source: str = ""
+    health_check: str = ""
+
+
+class AppAnalysis(_M, kw_only=True):
+    name: str
+    type: str = "api"
+    language: str = "unknown"
+    framework: str = ""
+    description: str = ""
+    ports: list[Port] = msgspec.field(default_factory=list)
+    health_check: HealthCheck | None = None
+    env_vars: list[EnvVar] = msgspec.field(default_factory=list)
+    dependencies: list[Dependency] = msgspec.field(default_factory=list)
+    resource_profile: str = "api"
+    scaling: Scaling = msgspec.field(default_factory=Scaling)
+    dockerfile: DockerfileInfo | None = None
+    compose: ComposeInfo | None = None
+    code: CodeInfo = msgspec.field(default_factory=CodeInfo)
+    team: str = ""
+    owner: str = ""
+    repository: str = ""
+    environment: str = ""
+    source_dir: str = ""
+
+
+DEP_TYPES = ("database", "cache", "queue", "service", "external")
+_DEP_SYNONYMS = {
+    "db": "database",
+    "sql": "database",
+    "postgres": "database",
+    "postgresql": "database",
+    "mysql": "database",
+    "mongodb": "database",
+    "redis": "cache",
+    "memcached": "cache",
+    "broker": "queue",
+    "messaging": "queue",
+    "kafka": "queue",
+    "rabbitmq": "queue",
+    "stream": "queue",
+    "api": "service",
+    "http": "service",
+    "saas": "external",
+    "third-party": "external",
+}
+_CANONICAL = {"postgres": "postgresql", "pg": "postgresql", "mongo": "mongodb", "mariadb": "mysql"}
+
+
+def dep_type(raw: str) -> str:
+    """A dependency type on the persona CRD's enum (free text in .dorgu.yaml is mapped, else ``service``)."""
+    raw = raw.strip().lower()
+    return raw if raw in DEP_TYPES else _DEP_SYNONYMS.get(raw, "service")
+
+
+def canonical_dep(name: str) -> str:
+    name = name.strip().lower()
+    return _CANONICAL.get(name, name)

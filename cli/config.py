@@ -1,0 +1,100 @@
+"""Usage:
+  dorgu config list [options]
+  dorgu config get KEY [options]
+  dorgu config set KEY VALUE [options]
+  dorgu config path [options]
+  dorgu config reset [options]
+
+The global config ($XDG_CONFIG_HOME/dorgu/config.yaml, default ~/.config/dorgu/config.yaml).
+Keys: llm.provider, llm.api_key, llm.model, llm.base_url, defaults.namespace, defaults.registry,
+defaults.org_name. llm.api_key is shown masked; OPENAI_API_KEY wins over it.
+
+Options:
+  --config=FILE   Ignored (accepted by every command).
+  --no-color      No colours (also: NO_COLOR).
+  -h --help       Show this help.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+from docopt import docopt
+
+from cli.errors import InputError
+from cli.output import Output
+from cli.settings import (
+    GLOBAL_KEYS,
+    LLM_PROVIDERS,
+    GlobalConfig,
+    dump_global,
+    global_config_path,
+    load_global,
+)
+
+
+def mask(value: str) -> str:
+    if not value:
+        return "(not set)"
+    if len(value) <= 8:
+        return "*" * len(value)
+    return value[:4] + "*" * (len(value) - 8) + value[-4:]
+
+
+def _get(cfg: GlobalConfig, key: str) -> str:
+    section, field = key.split(".", 1)
+    return str(getattr(getattr(cfg, section), field))
+
+
+def _check_key(key: str) -> None:
+    if key not in GLOBAL_KEYS:
+        raise InputError(
+            f"unknown config key: {key}\n\nValid keys:\n" + "\n".join(f"  {k}" for k in GLOBAL_KEYS)
+        )
+
+
+def run(argv: list[str]) -> int:
+    args = docopt(__doc__ or "", argv=argv)
+    out = Output(no_color=args["--no-color"])
+    path = global_config_path()
+    if args["path"]:
+        out.print(str(path))
+        return 0
+    if args["reset"]:
+        dump_global(GlobalConfig(), path)
+        out.success("Configuration reset to defaults")
+        out.print(f"Config file: {path}")
+        return 0
+    cfg = load_global(path)
+    if args["list"]:
+        out.print("Dorgu Configuration")
+        out.print("=" * 19)
+        out.print(f"Config file: {path}")
+        out.print()
+        width = max(len(k) for k in GLOBAL_KEYS)
+        for key in GLOBAL_KEYS:
+            value = _get(cfg, key)
+            if key == "llm.api_key":
+                env = os.environ.get("OPENAI_API_KEY", "")
+                shown = f"{mask(env)} (from env:OPENAI_API_KEY)" if env else mask(value)
+            else:
+                shown = value or "(not set)"
+            out.print(f"  {key:<{width}} = {shown}")
+        return 0
+    key = args["KEY"]
+    _check_key(key)
+    if args["get"]:
+        value = _get(cfg, key)
+        out.print(mask(value) if key == "llm.api_key" else value or "(not set)")
+        return 0
+    value = args["VALUE"]
+    if key == "llm.provider" and value not in ("", *LLM_PROVIDERS):
+        raise InputError(f"invalid LLM provider: {value} (valid: {', '.join(LLM_PROVIDERS)})")
+    section, field = key.split(".", 1)
+    updated = msgspec.structs.replace(
+        cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **{field: value})}
+    )
+    dump_global(updated, path)
+    out.success(f"Set {key} = {mask(value) if key == 'llm.api_key' else value}")
+    return 0

@@ -1,0 +1,74 @@
+"""Cluster access for the CLI: kubeconfig resolution, discovery, and running the async client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+
+from cli.errors import Failure
+from dorgu.runtime.client import ApiClient, ClientSettings
+from dorgu.runtime.config import ConnectionSettings
+from dorgu.runtime.errors import ApiError
+from dorgu.runtime.kubeconfig import ConfigError, resolve
+
+T = TypeVar("T")
+FIELD_MANAGER = "dorgu-cli"
+
+
+def connection(*, kubeconfig: str | None, context: str | None) -> ConnectionSettings:
+    run_dir = Path(tempfile.gettempdir()) / f"dorgu-cli-{os.getuid()}"
+    try:
+        return resolve(
+            kubeconfig=kubeconfig, context=context, run_dir=run_dir, user_agent="dorgu-cli"
+        ).connection
+    except ConfigError as e:
+        raise Failure(str(e)) from e
+
+
+def kubeconfig_available(kubeconfig: str | None) -> bool:
+    if kubeconfig or os.environ.get("KUBECONFIG"):
+        return True
+    return (Path.home() / ".kube" / "config").exists()
+
+
+def run_with_client(
+    conn: ConnectionSettings, fn: Callable[[ApiClient], Awaitable[T]], *, timeout_s: float = 30.0
+) -> T:
+    async def main() -> T:
+        settings = ClientSettings(request_timeout_s=timeout_s, connect_timeout_s=min(timeout_s, 10.0))
+        async with ApiClient(conn, settings=settings) as client:
+            return await fn(client)
+
+    try:
+        return asyncio.run(main())
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        raise Failure(f"cannot reach the API server at {conn.server}: {e or type(e).__name__}") from e
+
+
+async def served_versions(client: ApiClient, group: str) -> list[str]:
+    try:
+        doc = await client.request("GET", f"/apis/{group}")
+    except ApiError:
+        return []
+    import msgspec
+
+    return [v["version"] for v in msgspec.json.decode(doc).get("versions", [])]
+
+
+def discover_hpa_version(*, kubeconfig: str | None, context: str | None) -> str | None:
+    """``autoscaling/v2`` or ``v2beta2`` as the cluster serves it; ``None`` when no cluster answers."""
+    try:
+        conn = connection(kubeconfig=kubeconfig, context=context)
+        versions = run_with_client(conn, lambda c: served_versions(c, "autoscaling"), timeout_s=3.0)
+    except Failure:
+        return None
+    for v in ("v2", "v2beta2"):
+        if v in versions:
+            return f"autoscaling/{v}"
+    return None

@@ -1,0 +1,425 @@
+"""The ApplicationPersona controller: every app's Deployments checked against its persona, continuously.
+
+Behaviour: ``shared/spec/operator.md`` §2, with the original's bugs fixed (§10):
+
+* **Triggers.** Persona events whose generation changed (so neither this controller's own status writes nor
+  the Argo CD controller's wake it), every Deployment event mapped to personas through indexes (old *and*
+  new labels on an update; no generation predicate — health comes from Deployment ``status``), and a
+  periodic re-validation (60 s by default, jittered ±10 %).
+* **Matching.** All Deployments of the persona's namespace labelled ``app.kubernetes.io/name=<spec.name>``
+  (falling back to the ``app`` label), validated in name order; each issue names its Deployment.
+* **Status** is written with server-side apply on the status subresource under field manager
+  ``dorgu-applicationpersona``; it owns phase, lastUpdated, observedGeneration, deployments.current, health,
+  validation and the Ready/Validated conditions. Fields of other managers (``status.argoCD``, the baseline's
+  ``learned`` and ``recommendations`` under ``dorgu-applicationpersona-baseline``) are never touched. A
+  field this manager owns and leaves out of an apply is deleted, so every apply carries all of them (on the
+  Pending path the last ``deployments.current`` is re-sent, as the original leaves it in place).
+* **No write storm.** The status is written only when something but timestamps changed (compared with
+  timestamps truncated to whole seconds, as the server stores them), or when the last write is older than
+  the heartbeat interval (30 min by default).
+* **Events** on the persona when validation starts failing or recovers, and when the phase changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from controllers.baseline import (
+    BaselineLearner,
+    BaselineOutcome,
+    BaselineSettings,
+    BaselineUnavailable,
+    next_baseline,
+)
+from dorgu.domain.health import DesiredCondition, assess, set_conditions
+from dorgu.domain.kube import Deployment
+from dorgu.domain.recommendations import recommend
+from dorgu.domain.rules import matching_deployments
+from dorgu.domain.types import API_VERSION, ApplicationPersona, ApplicationPersonaStatus, DeploymentTracking
+from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
+from dorgu.runtime.events import EventRecorder, ObjectReference
+from dorgu.runtime.informer import Informer
+from dorgu.runtime.leaderelection import LeaderElectionSettings
+from dorgu.runtime.manager import Manager
+from dorgu.runtime.meta import Condition
+from dorgu.runtime.resource import Resource
+
+log = logging.getLogger("dorgu.applicationpersona")
+
+FIELD_MANAGER = "dorgu-applicationpersona"
+BASELINE_FIELD_MANAGER = "dorgu-applicationpersona-baseline"
+"""Owns status.learned.resourceBaseline and status.recommendations. They are refreshed far less often than
+the rest; under a manager of their own, the main apply (which leaves them out) never deletes them.
+
+The ``BaselineLearned`` condition is *not* written by it: kube-apiserver 1.20 falls back to treating every
+list of this CRD as atomic under server-side apply (its schema has int-or-string quantities, which 1.20's
+typed merge cannot convert — seen on the real server), so two managers applying different entries of
+``status.conditions`` would delete each other's. The whole conditions list therefore has one owner, the
+main manager; the baseline loop hands it the condition in memory and enqueues the persona."""
+CONDITION_TYPES = ("Ready", "Validated", "BaselineLearned")
+NAME = "applicationpersona"
+LEASE_NAME = "dorgu-applicationpersona"
+
+PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
+)
+DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
+
+BY_SPEC_NAME = "spec-name"
+BY_APP_LABEL = "app-label"
+NAME_LABEL = "app.kubernetes.io/name"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonaSettings:
+    """Tuning of the ApplicationPersona controller (all intervals short in tests)."""
+
+    revalidate_interval_s: float = 60.0
+    """Re-validate every persona this often (jittered ±10 %)."""
+    heartbeat_interval_s: float = 1800.0
+    """Rewrite an unchanged status (``lastChecked``) at most this often."""
+    workers: int = 4
+    """Concurrent reconciles."""
+    prometheus_url: str | None = None
+    """Prometheus for resource baselines; None turns the feature off (silently)."""
+    baseline_refresh_s: float = 600.0
+    """Refresh each persona's baseline this often."""
+    baseline_check_s: float = 15.0
+    """How often the baseline loop looks for personas that are due."""
+    prometheus_timeout_s: float = 10.0
+    """Timeout of one Prometheus query."""
+
+
+def _persona_index(p: ApplicationPersona) -> list[str]:
+    return [f"{p.metadata.namespace}/{p.spec.name}"]
+
+
+def _deployment_index(d: Deployment) -> list[str]:
+    labels = d.metadata.labels or {}
+    return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get("app")} if v]
+
+
+def _slim_persona(p: ApplicationPersona) -> ApplicationPersona:
+    """Drop managedFields from the cache: the controller never reads them (memory per cached object)."""
+    if p.metadata.managed_fields is None:
+        return p
+    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
+
+
+def _secs(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
+
+
+class ApplicationPersonaReconciler:
+    """Computes and writes one persona's status from the caches."""
+
+    def __init__(
+        self,
+        *,
+        manager: Manager,
+        settings: PersonaSettings,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.m = manager
+        self.s = settings
+        self.events = events
+        self.clock = clock or manager.clock or RealClock()
+        self.rng = rng or random.Random()
+        self.personas: Informer[ApplicationPersona] = manager.informer(
+            PERSONAS, ApplicationPersona, indexers={BY_SPEC_NAME: _persona_index}, transform=_slim_persona
+        )
+        self.deployments: Informer[Deployment] = manager.informer(
+            DEPLOYMENTS, Deployment, indexers={BY_APP_LABEL: _deployment_index}
+        )
+        self.controller = Controller(
+            settings=ControllerSettings(name=NAME, workers=settings.workers),
+            reconcile=self.reconcile,
+            clock=self.clock,
+        )
+        self.controller.watch_for(self.personas, update_predicate=generation_changed)
+        self.controller.watch_mapped(self.deployments, self.personas_of)
+        manager.add_controller(self.controller)
+        self.learner: BaselineLearner | None = None
+        if settings.prometheus_url:
+            self.learner = BaselineLearner(
+                BaselineSettings(
+                    url=settings.prometheus_url,
+                    refresh_interval_s=settings.baseline_refresh_s,
+                    timeout_s=settings.prometheus_timeout_s,
+                ),
+                clock=self.clock,
+            )
+            manager.add_runnable(self._baseline_loop, leader_elected=True)
+        self._baseline_conditions: dict[str, DesiredCondition] = {}
+        self.writes = 0
+        """Status writes made (observable by tests and benchmarks)."""
+
+    def personas_of(self, d: Deployment) -> list[Request]:
+        out = []
+        for value in _deployment_index(d):
+            for p in self.personas.store.by_index(BY_SPEC_NAME, value):
+                out.append(Request(p.metadata.namespace or "", p.metadata.name or ""))
+        return out
+
+    def _requeue(self) -> Result:
+        jitter = 1 + (self.rng.random() - 0.5) * 0.2
+        return Result(requeue_after=self.s.revalidate_interval_s * jitter)
+
+    async def reconcile(self, req: Request) -> Result | None:
+        persona = self.personas.store.get(req.key)
+        if persona is None:
+            return None  # deleted: nothing to clean up (no finalizers)
+        candidates = self.deployments.store.by_index(BY_APP_LABEL, f"{req.namespace}/{persona.spec.name}")
+        deployments = matching_deployments(persona.spec.name, candidates)
+        now = _secs(self.clock.now())
+        old = persona.status or ApplicationPersonaStatus()
+        new = self.desired_status(persona, deployments, old, now)
+        if self._unchanged(old, new, now):
+            return self._requeue()
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "ApplicationPersona",
+            "metadata": {"name": req.name, "namespace": req.namespace},
+            "status": msgspec.to_builtins(new),
+        }
+        await self.m.client.apply(
+            PERSONAS,
+            body,
+            name=req.name,
+            namespace=req.namespace,
+            field_manager=FIELD_MANAGER,
+            subresource="status",
+            decode=False,
+        )
+        self.writes += 1
+        self._emit_events(persona, old, new)
+        log.info(
+            "reconciled",
+            extra={
+                "phase": new.phase,
+                "passed": new.validation.passed if new.validation else None,
+                "issues": len((new.validation.issues or []) if new.validation else []),
+            },
+        )
+        return self._requeue()
+
+    # -- baselines ------------------------------------------------------------------------------------------
+
+    async def _baseline_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_baselines()
+            except Exception:
+                log.exception("baseline refresh failed")
+            await self.clock.sleep(self.s.baseline_check_s)
+
+    async def refresh_baselines(self, *, force: bool = False) -> int:
+        """Learn the baselines of the personas that are due (all with ``force``), one query set per namespace;
+        returns how many personas were written."""
+        if self.learner is None:
+            return 0
+        by_ns: dict[str, dict[str, list[str]]] = {}
+        deps_of: dict[str, list[Deployment]] = {}
+        for p in self.personas.store.list():
+            ns, name = p.metadata.namespace or "", p.metadata.name or ""
+            key = f"{ns}/{name}"
+            if not (force or self.learner.due(key)):
+                continue
+            deps = matching_deployments(
+                p.spec.name, self.deployments.store.by_index(BY_APP_LABEL, f"{ns}/{p.spec.name}")
+            )
+            deps_of[key] = deps
+            by_ns.setdefault(ns, {})[key] = [d.metadata.name or "" for d in deps]
+        written = 0
+        for ns, wanted in by_ns.items():
+            outcomes = await self.learner.learn(ns, wanted, force=force)
+            for key, outcome in outcomes.items():
+                persona = self.personas.store.get(key)
+                if persona is not None and await self._write_baseline(persona, deps_of.get(key, []), outcome):
+                    written += 1
+        return written
+
+    async def _write_baseline(
+        self, persona: ApplicationPersona, deployments: list[Deployment], outcome: BaselineOutcome
+    ) -> bool:
+        st = persona.status or ApplicationPersonaStatus()
+        previous = st.learned.resource_baseline if st.learned else None
+        baseline = next_baseline(previous, outcome)
+        if isinstance(outcome, BaselineUnavailable):
+            cond = DesiredCondition("BaselineLearned", "False", "PrometheusUnavailable", outcome.reason)
+        elif outcome is None:
+            cond = DesiredCondition(
+                "BaselineLearned",
+                "False",
+                "NoData",
+                "Prometheus has no samples of the app's pods in the last hour",
+            )
+        else:
+            cond = DesiredCondition(
+                "BaselineLearned", "True", "Learned", "Resource baseline learned from Prometheus"
+            )
+        key = f"{persona.metadata.namespace}/{persona.metadata.name}"
+        before = self._baseline_conditions.get(key) or _desired(st.conditions, "BaselineLearned")
+        self._baseline_conditions[key] = cond
+        if before != cond:
+            self.controller.enqueue(Request(persona.metadata.namespace or "", persona.metadata.name or ""))
+        recs = recommend(baseline=baseline, deployment=deployments[0]) if deployments and baseline else []
+        if baseline == previous and (recs or None) == (st.recommendations or None):
+            return before != cond
+        status: dict[str, Any] = {}
+        if baseline is not None:
+            status["learned"] = {"resourceBaseline": msgspec.to_builtins(baseline)}
+        if recs:
+            status["recommendations"] = msgspec.to_builtins(recs)
+        if not status:
+            return before != cond
+        ns, name = persona.metadata.namespace or "", persona.metadata.name or ""
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "ApplicationPersona",
+            "metadata": {"name": name, "namespace": ns},
+            "status": status,
+        }
+        await self.m.client.apply(
+            PERSONAS, body, name=name, namespace=ns, field_manager=BASELINE_FIELD_MANAGER,
+            subresource="status", decode=False,
+        )  # fmt: skip
+        return True
+
+    # -- status ---------------------------------------------------------------------------------------------
+
+    def desired_status(
+        self,
+        persona: ApplicationPersona,
+        deployments: list[Deployment],
+        old: ApplicationPersonaStatus,
+        now: datetime,
+    ) -> ApplicationPersonaStatus:
+        """What this manager owns, complete (a field it leaves out of an apply would be deleted)."""
+        gen = persona.metadata.generation
+        mine = [c for c in (old.conditions or []) if c.type in CONDITION_TYPES]
+        a = assess(persona.spec, deployments, now=now, conditions=mine, generation=gen)
+        conditions = a.conditions
+        baseline_cond = self._baseline_conditions.get(f"{persona.metadata.namespace}/{persona.metadata.name}")
+        if baseline_cond is not None:
+            conditions, _ = set_conditions(conditions, [baseline_cond], now, observed_generation=gen)
+        tracking = a.deployments
+        if tracking is None and old.deployments and old.deployments.current is not None:
+            # Pending path: the original leaves status.deployments alone; under SSA: re-send it.
+            tracking = DeploymentTracking(current=old.deployments.current)
+        return ApplicationPersonaStatus(
+            observed_generation=gen,
+            phase=a.phase,
+            last_updated=a.last_updated,
+            deployments=tracking,
+            health=a.health,
+            validation=a.validation,
+            conditions=conditions,
+        )
+
+    def _unchanged(self, old: ApplicationPersonaStatus, new: ApplicationPersonaStatus, now: datetime) -> bool:
+        """True when writing ``new`` would change nothing but timestamps, and no heartbeat is due."""
+        last = old.validation.last_checked if old.validation else None
+        if last is None or now - last >= timedelta(seconds=self.s.heartbeat_interval_s):
+            return False
+        return _without_timestamps(old, keep_argo=False) == _without_timestamps(new, keep_argo=False)
+
+    def _emit_events(
+        self, persona: ApplicationPersona, old: ApplicationPersonaStatus, new: ApplicationPersonaStatus
+    ) -> None:
+        if self.events is None:
+            return
+        ref = ObjectReference.of(persona, resource=PERSONAS)
+        was = old.validation.passed if old.validation else None
+        now_passed = new.validation.passed if new.validation else None
+        if was is not False and now_passed is False:
+            n = (
+                len([i for i in (new.validation.issues or []) if i.severity == "error"])
+                if new.validation
+                else 0
+            )
+            self.events.record(
+                ref, type="Warning", reason="ValidationFailed", message=f"{n} validation error(s) found"
+            )
+        elif was is False and now_passed is True:
+            self.events.record(
+                ref, type="Normal", reason="ValidationPassed", message="All validations passed"
+            )
+        if old.phase != new.phase:
+            kind = "Normal" if new.phase in ("Active", "Pending") else "Warning"
+            self.events.record(
+                ref,
+                type=kind,
+                reason="PhaseChanged",
+                message=f"Phase changed from {old.phase or 'none'} to {new.phase}",
+            )
+
+
+def _desired(conditions: list[Condition] | None, type_: str) -> DesiredCondition | None:
+    for c in conditions or []:
+        if c.type == type_:
+            return DesiredCondition(c.type, c.status, c.reason, c.message)
+    return None
+
+
+def _without_timestamps(s: ApplicationPersonaStatus, *, keep_argo: bool) -> Any:
+    """The parts of a status this controller owns, with every timestamp blanked out."""
+    d: dict[str, Any] = msgspec.to_builtins(
+        msgspec.structs.replace(
+            s,
+            last_updated=None,
+            learned=None,
+            recommendations=None,
+            argo_cd=s.argo_cd if keep_argo else None,
+            health=msgspec.structs.replace(s.health, last_check=None) if s.health else None,
+            validation=msgspec.structs.replace(s.validation, last_checked=None) if s.validation else None,
+            conditions=None,
+        )
+    )
+    d["conditions"] = sorted(
+        (c.type, c.status, c.reason, c.message, c.observed_generation)
+        for c in (s.conditions or [])
+        if c.type in CONDITION_TYPES
+    )
+    return d
+
+
+async def run(ctx: ComponentContext) -> None:
+    """The component's entry point (a child process of the supervisor)."""
+    o = ctx.options
+    settings = PersonaSettings(
+        revalidate_interval_s=float(o.get("revalidate_interval_s", 60.0)),
+        heartbeat_interval_s=float(o.get("heartbeat_interval_s", 1800.0)),
+        workers=int(o.get("workers", 4)),
+        prometheus_url=o.get("prometheus_url") or None,
+        baseline_refresh_s=float(o.get("baseline_refresh_s", 600.0)),
+    )
+    le = None
+    if o.get("leader_elect", True):
+        le = LeaderElectionSettings(
+            name=o.get("lease_name", LEASE_NAME),
+            namespace=o.get("lease_namespace") or "dorgu-system",
+            identity=ctx.identity,
+            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
+            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
+            retry_period_s=float(o.get("retry_period_s", 2.0)),
+            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
+        )
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
+    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
+    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
+    ApplicationPersonaReconciler(manager=manager, settings=settings, events=events)
+    manager.add_runnable(events.run, leader_elected=True)
+    await manager.run(ctx.stopping)
+    await asyncio.sleep(0)

@@ -1,0 +1,327 @@
+"""The Argo CD controller: each ApplicationPersona's ``status.argoCD`` mirrors its Argo CD Application.
+
+Behaviour: ``shared/spec/operator.md`` §5, with the original's bugs fixed (§10.1 item 2, §10.2 items 13, 19):
+
+* **Argo CD optional.** At start the controller asks discovery whether ``argoproj.io/v1alpha1
+  applications`` is served; if not, it logs that once and asks again every ``crd_poll_interval_s``, and
+  starts its Application informer (all namespaces) as soon as the CRD appears. The process never fails
+  for want of the CRD (the original crash-looped after 2 minutes).
+* **Keyed by persona**, event-driven (no 30-s polling): an Application event maps to the persona it binds
+  to (old and new object on an update, the last known one on a delete); a persona event maps to every
+  persona with the same ``spec.name`` (another one appearing can make a fallback ambiguous).
+* **Binding.** App name = label ``app.kubernetes.io/name``, else label ``app``, else the Application's
+  name (an empty label value counts as absent). The persona with that ``spec.name`` in the destination
+  namespace (first by name); otherwise the one persona with that ``spec.name`` in all namespaces — only
+  when exactly one exists (the original took any, binding to unrelated namespaces by accident).
+  Several Applications binding one persona: the first by namespace/name wins, deterministically.
+* **Status** ``status.argoCD`` (syncStatus, healthStatus, revision — multi-source ``revisions`` joined
+  with ``,`` —, lastSyncTime from ``operationState.finishedAt``, applicationName/Namespace) is written
+  with server-side apply on the status subresource under field manager ``dorgu-argocd``: it owns only
+  that subtree, so it never touches the ApplicationPersona controller's fields and vice versa. Values
+  outside the CRD enums become ``Unknown``. With no Application bound any more the field is cleared by
+  applying a status without it (when ``argoCD`` was all the status held, the server refuses the then
+  empty status, and a JSON patch removes the field instead). Nothing is written when what it reports is
+  unchanged (Argo CD touches its Applications every few minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from dorgu.domain.kube import ArgoApplication
+from dorgu.domain.types import API_VERSION, ApplicationPersona, ArgoCDStatus
+from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
+from dorgu.runtime.errors import Invalid, NotFound
+from dorgu.runtime.events import EventRecorder, ObjectReference
+from dorgu.runtime.informer import Informer
+from dorgu.runtime.leaderelection import LeaderElectionSettings
+from dorgu.runtime.manager import Manager
+from dorgu.runtime.resource import Resource
+
+log = logging.getLogger("dorgu.argocd")
+
+FIELD_MANAGER = "dorgu-argocd"
+NAME = "argocd"
+LEASE_NAME = "dorgu-argocd"
+
+PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
+)
+APPLICATIONS = Resource(
+    group="argoproj.io", version="v1alpha1", plural="applications", kind="Application", namespaced=True
+)
+BY_NS_NAME = "ns-spec-name"
+BY_NAME = "spec-name"
+BY_APP_NAME = "app-name"
+SYNC_STATUSES = frozenset({"Synced", "OutOfSync", "Unknown"})
+HEALTH_STATUSES = frozenset({"Healthy", "Degraded", "Progressing", "Suspended", "Missing", "Unknown"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArgoCDSettings:
+    """Tuning of the Argo CD controller (all intervals short in tests)."""
+
+    crd_poll_interval_s: float = 10.0
+    """While the Application CRD is not served, ask discovery again this often."""
+    workers: int = 2
+    """Concurrent reconciles."""
+
+
+def app_name(app: ArgoApplication) -> str:
+    """Label ``app.kubernetes.io/name``, else label ``app``, else ``metadata.name`` (empty values skipped)."""
+    labels = app.metadata.labels or {}
+    return labels.get("app.kubernetes.io/name") or labels.get("app") or app.metadata.name or ""
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        return None
+    return t.astimezone(UTC).replace(microsecond=0)
+
+
+def argo_status(app: ArgoApplication) -> ArgoCDStatus:
+    """What the persona shows of an Application (CRD enums enforced)."""
+    st = app.status
+    sync = st.sync if st else None
+    health = st.health if st else None
+    op = st.operation_state if st else None
+    sync_status = sync.status if sync and sync.status in SYNC_STATUSES else "Unknown"
+    health_status = health.status if health and health.status in HEALTH_STATUSES else "Unknown"
+    revisions = [r for r in ((sync.revisions if sync else None) or []) if r]
+    revision = ",".join(revisions) if revisions else ((sync.revision if sync else None) or None)
+    return ArgoCDStatus(
+        sync_status=sync_status,
+        health_status=health_status,
+        last_sync_time=_parse_time(op.finished_at if op else None),
+        revision=revision,
+        application_name=app.metadata.name,
+        application_namespace=app.metadata.namespace,
+    )
+
+
+def _comparable(s: ArgoCDStatus | None) -> Any:
+    if s is None:
+        return None
+    if s.last_sync_time is not None:
+        s = msgspec.structs.replace(s, last_sync_time=s.last_sync_time.astimezone(UTC).replace(microsecond=0))
+    return msgspec.to_builtins(s)
+
+
+def _slim(p: ApplicationPersona) -> ApplicationPersona:
+    if p.metadata.managed_fields is None:
+        return p
+    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
+
+
+def _slim_app(a: ArgoApplication) -> ArgoApplication:
+    if a.metadata.managed_fields is None:
+        return a
+    return msgspec.structs.replace(a, metadata=msgspec.structs.replace(a.metadata, managed_fields=None))
+
+
+class ArgoCDReconciler:
+    """Mirrors Argo CD Applications into ApplicationPersonas' ``status.argoCD``."""
+
+    def __init__(
+        self,
+        *,
+        manager: Manager,
+        settings: ArgoCDSettings,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.m = manager
+        self.s = settings
+        self.events = events
+        self.clock = clock or manager.clock or RealClock()
+        self.personas: Informer[ApplicationPersona] = manager.informer(
+            PERSONAS,
+            ApplicationPersona,
+            indexers={
+                BY_NS_NAME: lambda p: [f"{p.metadata.namespace}/{p.spec.name}"],
+                BY_NAME: lambda p: [p.spec.name],
+            },
+            transform=_slim,
+        )
+        self.apps: Informer[ArgoApplication] | None = None
+        """The Application informer, once the CRD is served."""
+        self.controller = Controller(
+            settings=ControllerSettings(name=NAME, workers=settings.workers),
+            reconcile=self.reconcile,
+            clock=self.clock,
+        )
+        self.controller.watch_mapped(self.personas, self._peers, update_predicate=generation_changed)
+        manager.add_controller(self.controller)
+        manager.add_runnable(self._watch_applications, leader_elected=False)
+        self.writes = 0
+        """Status writes made (observable by tests)."""
+
+    # -- Application informer, once the CRD exists ----------------------------------------------------------
+
+    async def _watch_applications(self) -> None:
+        logged = False
+        while True:
+            try:
+                if await self.m.client.served(group="argoproj.io", version="v1alpha1", plural="applications"):
+                    break
+                if not logged:
+                    log.info(
+                        "Argo CD integration waiting: Application CRD (argoproj.io/v1alpha1) not found in "
+                        "cluster; checking again every %.0f s",
+                        self.s.crd_poll_interval_s,
+                    )
+                    logged = True
+            except Exception as e:  # discovery failing is no reason to die: ask again
+                log.warning("discovery of argoproj.io/v1alpha1 failed: %s", e)
+            await self.clock.sleep(self.s.crd_poll_interval_s)
+        apps: Informer[ArgoApplication] = Informer(
+            self.m.client, APPLICATIONS, item_type=ArgoApplication,
+            indexers={BY_APP_NAME: lambda a: [app_name(a)]}, transform=_slim_app,
+            settings=self.m.informer_settings, clock=self.clock,
+        )  # fmt: skip
+        self.controller.watch_mapped(apps, self._persona_of_app)
+        self.apps = apps
+        task = asyncio.create_task(apps.run(), name="informer:applications.argoproj.io")
+        try:
+            await apps.wait_for_sync()
+            await self.personas.wait_for_sync()
+            log.info("Argo CD integration enabled: watching Applications")
+            # Events mapped before both caches were complete may have missed a persona: look at them all.
+            for p in self.personas.store.list():
+                self.controller.enqueue(Request.for_object(p))
+            await task
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- mapping --------------------------------------------------------------------------------------------
+
+    def _peers(self, p: ApplicationPersona) -> list[Request]:
+        return [Request.for_object(x) for x in self.personas.store.by_index(BY_NAME, p.spec.name)] + [
+            Request.for_object(p)
+        ]
+
+    def target(self, app: ArgoApplication) -> Request | None:
+        """The persona ``app`` binds to (see the module docstring), or None."""
+        name = app_name(app)
+        if not name:
+            return None
+        dest = app.spec.destination.namespace if app.spec and app.spec.destination else None
+        if dest:
+            here = self.personas.store.by_index(BY_NS_NAME, f"{dest}/{name}")
+            if here:
+                return Request.for_object(min(here, key=lambda p: p.metadata.name or ""))
+        anywhere = self.personas.store.by_index(BY_NAME, name)
+        if len(anywhere) == 1:
+            return Request.for_object(anywhere[0])
+        return None
+
+    def _persona_of_app(self, app: ArgoApplication) -> list[Request]:
+        t = self.target(app)
+        return [t] if t else []
+
+    # -- reconcile ------------------------------------------------------------------------------------------
+
+    async def reconcile(self, req: Request) -> Result | None:
+        apps = self.apps
+        if apps is None or not apps.has_synced():
+            return None  # enqueued again once the Application cache is complete
+        persona = self.personas.store.get(req.key)
+        if persona is None:
+            return None
+        bound = sorted(
+            (a for a in apps.store.by_index(BY_APP_NAME, persona.spec.name) if self.target(a) == req),
+            key=lambda a: (a.metadata.namespace or "", a.metadata.name or ""),
+        )
+        desired = argo_status(bound[0]) if bound else None
+        current = persona.status.argo_cd if persona.status else None
+        if _comparable(current) == _comparable(desired):
+            return None
+        status: dict[str, Any] = {"argoCD": msgspec.to_builtins(desired)} if desired else {}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "ApplicationPersona",
+            "metadata": {"name": req.name, "namespace": req.namespace},
+            "status": status,
+        }
+        try:
+            await self._write(req, body, clear=desired is None)
+        except NotFound:
+            return None  # deleted meanwhile
+        self.writes += 1
+        if desired is None:
+            log.info("cleared argoCD status", extra={"persona": req.key})
+        else:
+            log.info(
+                "argoCD status written",
+                extra={"persona": req.key, "sync": desired.sync_status, "health": desired.health_status},
+            )
+        if self.events is not None and len(bound) > 1:
+            others = ", ".join(f"{a.metadata.namespace}/{a.metadata.name}" for a in bound[1:])
+            self.events.record(
+                ObjectReference.of(persona, resource=PERSONAS), type="Warning", reason="MultipleApplications",
+                message=f"Showing Application {bound[0].metadata.namespace}/{bound[0].metadata.name}; "
+                f"also bound: {others}",
+            )  # fmt: skip
+        return None
+
+    async def _write(self, req: Request, body: dict[str, Any], *, clear: bool) -> None:
+        try:
+            await self.m.client.apply(
+                PERSONAS, body, name=req.name, namespace=req.namespace, field_manager=FIELD_MANAGER,
+                subresource="status", decode=False,
+            )  # fmt: skip
+        except Invalid:
+            if not clear:
+                raise
+            # Nothing but argoCD in the status: the server refuses to leave ``status`` empty (null) after
+            # the apply. Remove the field with a JSON patch instead (guarded: only while it is ours).
+            await self.m.client.patch(
+                PERSONAS, req.name, [{"op": "remove", "path": "/status/argoCD"}], namespace=req.namespace,
+                patch_type="json", subresource="status", field_manager=FIELD_MANAGER, decode=False,
+            )  # fmt: skip
+
+
+def settings_from_options(o: Any) -> ArgoCDSettings:
+    return ArgoCDSettings(
+        crd_poll_interval_s=float(o.get("crd_poll_interval_s", 10.0)),
+        workers=int(o.get("workers", 2)),
+    )
+
+
+async def run(ctx: ComponentContext) -> None:
+    """The component's entry point (a child process of the supervisor)."""
+    o = ctx.options
+    settings = settings_from_options(o)
+    le = None
+    if o.get("leader_elect", True):
+        le = LeaderElectionSettings(
+            name=o.get("lease_name", LEASE_NAME),
+            namespace=o.get("lease_namespace") or "dorgu-system",
+            identity=ctx.identity,
+            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
+            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
+            retry_period_s=float(o.get("retry_period_s", 2.0)),
+            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
+        )
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
+    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
+    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
+    ArgoCDReconciler(manager=manager, settings=settings, events=events)
+    manager.add_runnable(events.run, leader_elected=True)
+    await manager.run(ctx.stopping)
+    await asyncio.sleep(0)

@@ -1,0 +1,334 @@
+"""The ClusterPersona controller ("Cluster Soul"): a picture of the cluster in every ClusterPersona's status.
+
+Behaviour: ``shared/spec/operator.md`` §6 (heuristics in :mod:`controllers.discovery`), with the original's
+bugs fixed (§10.2 items 6–8, 14):
+
+* **Triggers.** ClusterPersona events whose generation changed (its own status writes do not wake it), a
+  periodic discovery (5 min by default, jittered ±10 %), and Node changes: a Node added or removed, or one
+  whose readiness, labels, providerID, taints, capacity or versions changed (heartbeats do not count),
+  re-discovers every ClusterPersona after a short debounce (a burst of node events gives one pass).
+* **Discovery**: nodes (from the cache, in name order), resource summary, namespaces, Kubernetes version,
+  platform, ApplicationPersona count and add-ons (label-selected LISTs of Deployments, StatefulSets,
+  DaemonSets and Pods in all namespaces). A step that fails keeps its previous value, and is reported:
+  ``Discovered=False/DiscoveryIncomplete`` naming the step, and a ``Ready`` phase becomes ``Degraded``.
+* **Status** is written with server-side apply on the status subresource under field manager
+  ``dorgu-clusterpersona``; every apply carries every field this manager owns (a left-out field would be
+  deleted). ``status.nodeCount`` feeds the ``Nodes`` printer column.
+* **Bootstrap.** When leading and no ClusterPersona exists, one is created (``bootstrap`` option), so a
+  fresh install has a cluster picture without manual steps. Only at start-up: a deleted one is not re-made.
+* **Events** on the ClusterPersona when its phase changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from controllers import discovery
+from dorgu.domain.kube import Namespace, Node
+from dorgu.domain.types import (
+    API_VERSION,
+    ClusterPersona,
+    ClusterPersonaStatus,
+    NamespaceSummary,
+    ResourceSummary,
+)
+from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
+from dorgu.runtime.errors import AlreadyExists
+from dorgu.runtime.events import EventRecorder, ObjectReference
+from dorgu.runtime.informer import Handlers, Informer
+from dorgu.runtime.leaderelection import LeaderElectionSettings
+from dorgu.runtime.manager import Manager
+from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.resource import NAMESPACES, Resource
+
+log = logging.getLogger("dorgu.clusterpersona")
+
+FIELD_MANAGER = "dorgu-clusterpersona"
+NAME = "clusterpersona"
+LEASE_NAME = "dorgu-clusterpersona"
+
+CLUSTER_PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
+)
+APP_PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
+)
+NODES = Resource(group="", version="v1", plural="nodes", kind="Node", namespaced=False)
+PODS = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
+
+
+def _apps(plural: str, kind: str) -> Resource:
+    return Resource(group="apps", version="v1", plural=plural, kind=kind, namespaced=True)
+
+
+WORKLOADS: tuple[tuple[str, Resource], ...] = (
+    ("Deployment", _apps("deployments", "Deployment")),
+    ("StatefulSet", _apps("statefulsets", "StatefulSet")),
+    ("DaemonSet", _apps("daemonsets", "DaemonSet")),
+    ("Pod", PODS),
+)
+OWN_CONDITIONS = ("Discovered", "Healthy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterPersonaSettings:
+    """Tuning of the ClusterPersona controller (all intervals short in tests)."""
+
+    discovery_interval_s: float = 300.0
+    """Re-discover every ClusterPersona this often (jittered ±10 %)."""
+    node_debounce_s: float = 2.0
+    """After a Node change, wait this long (coalescing further changes) before discovering."""
+    bootstrap: bool = True
+    """Create a ClusterPersona at start-up (as leader) when none exists."""
+    bootstrap_name: str = "cluster"
+    """``metadata.name`` and ``spec.name`` of the bootstrapped ClusterPersona."""
+    bootstrap_environment: str | None = None
+    """``spec.environment`` of the bootstrapped ClusterPersona (None: the CRD default, development)."""
+    workers: int = 1
+    """Concurrent reconciles."""
+
+
+class _MetaOnly(msgspec.Struct, kw_only=True):
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+
+
+def _slim(p: ClusterPersona) -> ClusterPersona:
+    if p.metadata.managed_fields is None:
+        return p
+    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
+
+
+def _secs(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
+
+
+class ClusterPersonaReconciler:
+    """Discovers the cluster and writes each ClusterPersona's status."""
+
+    def __init__(
+        self,
+        *,
+        manager: Manager,
+        settings: ClusterPersonaSettings,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.m = manager
+        self.s = settings
+        self.events = events
+        self.clock = clock or manager.clock or RealClock()
+        self.rng = rng or random.Random()
+        self.personas: Informer[ClusterPersona] = manager.informer(
+            CLUSTER_PERSONAS, ClusterPersona, transform=_slim
+        )
+        self.nodes: Informer[Node] = manager.informer(NODES, Node)
+        self.controller = Controller(
+            settings=ControllerSettings(name=NAME, workers=settings.workers),
+            reconcile=self.reconcile,
+            clock=self.clock,
+        )
+        self.controller.watch_for(self.personas, update_predicate=generation_changed)
+        self.nodes.add_handlers(
+            Handlers(
+                on_add=lambda n: self._nodes_changed(),
+                on_update=self._node_updated,
+                on_delete=lambda n: self._nodes_changed(),
+            )
+        )
+        manager.add_controller(self.controller)
+        if settings.bootstrap:
+            manager.add_runnable(self._bootstrap, leader_elected=True)
+        self.passes = 0
+        """Discovery passes made (observable by tests)."""
+
+    # -- triggers -------------------------------------------------------------------------------------------
+
+    def _node_updated(self, old: Node, new: Node) -> None:
+        if discovery.node_fingerprint(old) != discovery.node_fingerprint(new):
+            self._nodes_changed()
+
+    def _nodes_changed(self) -> None:
+        for p in self.personas.store.list():
+            self.controller.queue.add_after(Request("", p.metadata.name or ""), self.s.node_debounce_s)
+
+    async def _bootstrap(self) -> None:
+        if not self.personas.store.list():
+            name = self.s.bootstrap_name
+            spec: dict[str, Any] = {"name": name}
+            if self.s.bootstrap_environment:
+                spec["environment"] = self.s.bootstrap_environment
+            body = {
+                "apiVersion": API_VERSION,
+                "kind": "ClusterPersona",
+                "metadata": {"name": name},
+                "spec": spec,
+            }
+            try:
+                await self.m.client.create(CLUSTER_PERSONAS, body)
+                log.info("created ClusterPersona %s (none existed)", name)
+            except AlreadyExists:
+                pass
+        await asyncio.Event().wait()  # a leader runnable that returns would end the manager's leading
+
+    # -- reconcile ------------------------------------------------------------------------------------------
+
+    async def reconcile(self, req: Request) -> Result | None:
+        persona = self.personas.store.get(req.key)
+        if persona is None:
+            return None
+        old = persona.status or ClusterPersonaStatus()
+        new = await self.discover(persona, old)
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "ClusterPersona",
+            "metadata": {"name": req.name},
+            "status": msgspec.to_builtins(new),
+        }
+        await self.m.client.apply(
+            CLUSTER_PERSONAS,
+            body,
+            name=req.name,
+            field_manager=FIELD_MANAGER,
+            subresource="status",
+            decode=False,
+        )
+        self.passes += 1
+        if self.events is not None and old.phase != new.phase:
+            self.events.record(
+                ObjectReference.of(persona, resource=CLUSTER_PERSONAS),
+                type="Normal" if new.phase == "Ready" else "Warning",
+                reason="PhaseChanged",
+                message=f"Phase changed from {old.phase or 'none'} to {new.phase}",
+            )
+        log.info("discovered", extra={"persona": req.name, "phase": new.phase, "nodes": new.node_count})
+        jitter = 1 + (self.rng.random() - 0.5) * 0.2
+        return Result(requeue_after=self.s.discovery_interval_s * jitter)
+
+    async def discover(self, persona: ClusterPersona, old: ClusterPersonaStatus) -> ClusterPersonaStatus:
+        """This pass's status: everything this manager owns (a failed step keeps its old value)."""
+        now = _secs(self.clock.now())
+        raw_nodes = sorted(self.nodes.store.list(), key=lambda n: n.metadata.name or "")
+        nodes = [discovery.node_info(n) for n in raw_nodes]
+        failures: dict[str, str] = {}
+
+        async def step(name: str, coro: Any) -> Any:
+            try:
+                return await coro
+            except Exception as e:  # one failed step must not lose the others
+                log.warning("discovery step %s failed: %s", name, e)
+                failures[name] = f"{type(e).__name__}: {e}"[:300]
+                return None
+
+        namespaces, running, personas, version, workloads = await asyncio.gather(
+            step("namespaces", self.m.client.list_all(NAMESPACES, type=Namespace)),
+            step("pods", self.m.client.list_all(PODS, type=_MetaOnly, field_selector="status.phase=Running")),
+            step("applicationPersonas", self.m.client.list_all(APP_PERSONAS, type=_MetaOnly)),
+            step("version", self.m.client.server_version()),
+            step("addons", self._workloads()),
+        )
+
+        ns_summary = old.namespaces
+        app_count = old.application_count
+        if namespaces is not None:
+            with_personas = (
+                len({p.metadata.namespace for p in personas.items}) if personas is not None
+                else (old.namespaces.with_personas if old.namespaces else None)
+            )  # fmt: skip
+            ns_summary = NamespaceSummary(
+                total=len(namespaces.items),
+                active=sum(1 for n in namespaces.items if n.status and n.status.phase == "Active"),
+                with_personas=with_personas,
+            )
+        if personas is not None:
+            app_count = len(personas.items)
+        summary = discovery.resource_summary(
+            nodes,
+            len(running.items) if running is not None else (old.resource_summary or _NO_SUMMARY).running_pods,
+        )
+        addons = discovery.detect_addons(workloads) if workloads is not None else old.addons
+        kube_version = (version or {}).get("gitVersion") or old.kubernetes_version
+        phase, conds = discovery.phase_and_conditions(nodes, failures)
+        gen = persona.metadata.generation
+        return ClusterPersonaStatus(
+            observed_generation=gen,
+            phase=phase,
+            last_discovery=now,
+            node_count=len(nodes),
+            nodes=nodes or None,
+            resource_summary=summary,
+            addons=addons,
+            namespaces=ns_summary,
+            kubernetes_version=kube_version,
+            platform=discovery.detect_platform(raw_nodes),
+            application_count=app_count,
+            conditions=discovery.set_conditions(
+                [c for c in (old.conditions or []) if c.type in OWN_CONDITIONS],
+                conds,
+                now=now,
+                observed_generation=gen,
+            ),
+        )
+
+    async def _workloads(self) -> list[discovery.Workload]:
+        """Every Deployment, StatefulSet, DaemonSet and Pod carrying a label an add-on rule looks for."""
+        queries = discovery.selector_queries()
+        jobs = [
+            (kind, self.m.client.list_all(res, type=discovery.RawWorkload, label_selector=q))
+            for kind, res in WORKLOADS
+            for q in queries
+        ]
+        pages = await asyncio.gather(*(j for _, j in jobs))
+        seen: dict[tuple[str, str, str], discovery.Workload] = {}
+        for (kind, _), page in zip(jobs, pages, strict=True):
+            for raw in page.items:
+                w = discovery.workload_of(kind, raw)
+                seen[(kind, w.namespace, w.name)] = w
+        return list(seen.values())
+
+
+_NO_SUMMARY = ResourceSummary()
+
+
+def settings_from_options(o: Any) -> ClusterPersonaSettings:
+    return ClusterPersonaSettings(
+        discovery_interval_s=float(o.get("discovery_interval_s", 300.0)),
+        node_debounce_s=float(o.get("node_debounce_s", 2.0)),
+        bootstrap=bool(o.get("bootstrap", True)),
+        bootstrap_name=str(o.get("bootstrap_name", "cluster")),
+        bootstrap_environment=o.get("bootstrap_environment"),
+        workers=int(o.get("workers", 1)),
+    )
+
+
+async def run(ctx: ComponentContext) -> None:
+    """The component's entry point (a child process of the supervisor)."""
+    o = ctx.options
+    settings = settings_from_options(o)
+    le = None
+    if o.get("leader_elect", True):
+        le = LeaderElectionSettings(
+            name=o.get("lease_name", LEASE_NAME),
+            namespace=o.get("lease_namespace") or "dorgu-system",
+            identity=ctx.identity,
+            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
+            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
+            retry_period_s=float(o.get("retry_period_s", 2.0)),
+            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
+        )
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
+    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
+    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
+    ClusterPersonaReconciler(manager=manager, settings=settings, events=events)
+    manager.add_runnable(events.run, leader_elected=True)
+    await manager.run(ctx.stopping)
+    await asyncio.sleep(0)

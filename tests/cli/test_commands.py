@@ -1,0 +1,166 @@
+"""Dispatcher, config commands, init, cluster init, config precedence, analyzer units."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from cli.analyzer.compose import parse_compose
+from cli.analyzer.dockerfile import parse_dockerfile
+from cli.analyzer.git import git_remote
+from cli.output import Output
+from tests.cli.conftest import copy_app
+
+
+def test_help_and_groups(run_cli):
+    r = run_cli()
+    assert r.code == 0 and "persona apply" in r.out and "Exit codes" in r.out
+    r = run_cli("persona")
+    assert r.code == 0 and "dorgu persona apply" in r.out
+    r = run_cli("persona", "nope")
+    assert r.code == 2 and 'unknown command "nope"' in r.err
+    r = run_cli("version")
+    assert r.code == 0 and r.out.startswith("dorgu ")
+    r = run_cli("--no-color", "version")
+    assert r.code == 0
+
+
+def test_config_set_get_list_reset(run_cli):
+    assert run_cli("config", "set", "defaults.registry", "ghcr.io/acme").code == 0
+    assert run_cli("config", "get", "defaults.registry").out.strip() == "ghcr.io/acme"
+    assert run_cli("config", "set", "llm.api_key", "sk-1234567890").out.strip().endswith("sk-1*****7890")
+    r = run_cli("config", "list")
+    assert "defaults.registry  = ghcr.io/acme" in r.out and "sk-1*****7890" in r.out
+    r = run_cli("config", "set", "nope", "x")
+    assert r.code == 2 and "unknown config key: nope" in r.err
+    r = run_cli("config", "set", "llm.provider", "skynet")
+    assert r.code == 2 and "invalid LLM provider" in r.err
+    path = Path(run_cli("config", "path").out.strip())
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert run_cli("config", "reset").code == 0
+    assert run_cli("config", "get", "defaults.registry").out.strip() == "(not set)"
+
+
+def test_precedence_flag_app_workspace_global(run_cli, tmp_path, cli_env):
+    app = copy_app("flask", tmp_path / "src")
+    run_cli("config", "set", "defaults.registry", "global.example/r")
+    run_cli("config", "set", "defaults.namespace", "from-global")
+    r = run_cli("persona", "generate", str(app), "--dry-run")
+    doc = yaml.safe_load(r.out)
+    assert doc["metadata"]["namespace"] == "from-global"
+    r = run_cli("generate", str(app), "--dry-run", "--skip-validation")
+    assert "image: global.example/r/flask:latest" in r.out
+    # workspace beats global; app beats workspace; flags beat all
+    (cli_env / ".dorgu.yaml").write_text(
+        "ci:\n  registry: ws.example/r\nlabels:\n  custom:\n    company.com/team: ws\n"
+    )
+    (app / ".dorgu.yaml").write_text("labels:\n  company.com/team: app\napp:\n  name: from-app\n")
+    r = run_cli("generate", str(app), "--dry-run", "--skip-validation")
+    assert "Using config file:" in r.err
+    assert "image: ws.example/r/from-app:latest" in r.out and "company.com/team: app" in r.out
+    r = run_cli(
+        "generate", str(app), "--dry-run", "--skip-validation", "--name", "from-flag", "--namespace", "ns1"
+    )
+    assert "name: from-flag" in r.out and "namespace: ns1" in r.out
+
+
+def test_app_dir_is_cwd_its_file_is_not_also_workspace(run_cli, tmp_path, monkeypatch):
+    app = copy_app("flask", tmp_path / "src")
+    (app / ".dorgu.yaml").write_text("app:\n  name: solo\n")
+    monkeypatch.chdir(app)
+    r = run_cli("generate", ".", "--dry-run", "--skip-validation")
+    assert r.code == 0 and "Using config file" not in r.err and "name: solo" in r.out
+
+
+def test_init_minimal_full_and_interactive(run_cli, tmp_path, monkeypatch):
+    app = copy_app("flask", tmp_path / "src")
+    r = run_cli("init", str(app), "--minimal")
+    assert r.code == 0 and yaml.safe_load((app / ".dorgu.yaml").read_text())["app"]["name"] == "flask"
+    r = run_cli("init", str(app), "--full")
+    assert r.code == 2 and "--force" in r.err
+    assert run_cli("init", str(app), "--full", "--force").code == 0
+    assert run_cli("generate", str(app), "--dry-run").code == 0  # the full example is a valid app config
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("svc\nA service\nteam-a\na@example.com\n\n\nstaging\n"))
+    assert run_cli("init", str(app), "--force").code == 0
+    doc = yaml.safe_load((app / ".dorgu.yaml").read_text())
+    assert doc["app"]["name"] == "svc" and doc["app"]["type"] == "api" and doc["environment"] == "staging"
+
+
+def test_cluster_init_dry_run_needs_no_cluster(run_cli):
+    r = run_cli("cluster", "init", "--name", "prod", "--environment", "production", "--dry-run")
+    assert r.code == 0
+    doc = yaml.safe_load(r.out)
+    assert doc["kind"] == "ClusterPersona" and doc["spec"]["environment"] == "production"
+    assert run_cli("cluster", "init", "--name", "prod", "--environment", "moon").code == 2
+    assert run_cli("cluster", "init").code == 2
+
+
+def test_no_color(monkeypatch):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    s = Tty()
+    Output(out=s).success("x")
+    assert "\x1b[" in s.getvalue()
+    s = Tty()
+    Output(out=s, no_color=True).success("x")
+    assert s.getvalue() == "✓ x\n"
+    monkeypatch.setenv("NO_COLOR", "1")
+    s = Tty()
+    Output(out=s).success("x")
+    assert s.getvalue() == "✓ x\n"
+
+
+def test_dockerfile_multistage_platform_healthcheck():
+    info = parse_dockerfile(
+        "ARG V=3.12\nFROM --platform=$BUILDPLATFORM python:${V} AS build\nEXPOSE 9999\n"
+        "FROM python:${V}-slim\nENV PORT=8000 \\\n    B=2\nEXPOSE ${PORT}/tcp 9090/udp\nUSER 1000:1000\n"
+        'HEALTHCHECK --interval=5s CMD ["curl", "-f", "http://localhost:8000/healthz"]\n'
+    )
+    assert info.base_image == "python:3.12-slim" and info.build_stages == ["build"]
+    assert info.ports == [8000, 9090]  # the builder stage's 9999 is not the runtime's
+    assert [e.name for e in info.env_vars] == ["B", "PORT"] and info.user == "1000:1000"
+    assert info.healthcheck is not None and (info.healthcheck.path, info.healthcheck.port) == (
+        "/healthz",
+        8000,
+    )
+
+
+def test_compose_long_syntax():
+    info = parse_compose(
+        "services:\n  app:\n    build: {context: .}\n"
+        "    ports:\n      - target: 80\n        published: 8080\n"
+        "    environment: [A=1, B]\n    depends_on: {db: {condition: service_healthy}}\n"
+        "    volumes:\n      - type: tmpfs\n        target: /cache\n  db:\n    image: postgres:16\n",
+        path="compose.yaml",
+        app_name="x",
+    )
+    app = info.services[0]
+    assert info.primary == "app" and app.ports[0].container == 80 and app.ports[0].host == 8080
+    assert [(e.name, e.value, e.required) for e in app.environment] == [("A", "1", False), ("B", "", True)]
+    assert app.depends_on == ["db"] and app.volumes == ["/cache"]
+
+
+def test_git_remote_only_at_repo_root(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text('[remote "origin"]\n\turl = git@github.com:acme/shop.git\n')
+    (tmp_path / "sub").mkdir()
+    assert git_remote(tmp_path) == "https://github.com/acme/shop"
+    assert git_remote(tmp_path / "sub") == ""
+
+
+def test_llm_provider_failure_falls_back(run_cli, tmp_path, monkeypatch):
+    app = copy_app("flask", tmp_path / "src")
+    monkeypatch.setenv("DORGU_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    r = run_cli("persona", "generate", str(app), "--dry-run", "--llm-provider", "ollama")
+    assert r.code == 0 and "Warning: LLM analysis failed, using basic analysis" in r.err
+    assert "A containerized api application" in r.out
+    assert os.environ.get("NO_COLOR") == "1"
