@@ -68,7 +68,13 @@ def test_baseline_learned_and_kept_when_prometheus_goes_down(
         def learned() -> dict:
             return kube.get(f"{AP.format(ns=NS)}/web")["status"]
 
-        wait_until(lambda: "learned" in learned(), what="the baseline write")
+        wait_until(
+            lambda: (
+                "learned" in learned()
+                and any(c["type"] == "BaselineLearned" for c in learned()["conditions"])
+            ),
+            what="the baseline and its condition",
+        )
         st = learned()
         assert st["learned"]["resourceBaseline"] == {
             "avgCPU": want.avg_cpu, "peakCPU": want.peak_cpu,
