@@ -10,8 +10,8 @@ Key and validity choices (and why):
 * **RSA-2048** only where a consumer insists on RSA: the kube-apiserver service-account signing key
   (``RS256`` is the algorithm every Kubernetes version accepts).
 * Validity is a parameter; callers choose (a test CA lives a day, a webhook CA a year).
-* ``not_valid_before`` is back-dated five minutes so that small clock skew between hosts does not make a
-  fresh certificate "not yet valid".
+* ``not_valid_before`` is back-dated five minutes (``backdate``) so that small clock skew between hosts does
+  not make a fresh certificate "not yet valid". A leaf never claims validity outside its CA's.
 """
 
 from __future__ import annotations
@@ -65,8 +65,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def make_ca(*, common_name: str, validity: dt.timedelta, now: dt.datetime | None = None) -> KeyPair:
-    """A self-signed CA certificate that may sign leaf certificates only (path length 0)."""
+def make_ca(
+    *,
+    common_name: str,
+    validity: dt.timedelta,
+    now: dt.datetime | None = None,
+    backdate: dt.timedelta = _SKEW,
+) -> KeyPair:
+    """A self-signed CA certificate that may sign leaf certificates only (path length 0).
+
+    ``backdate``: how far ``not_valid_before`` lies before ``now`` (clock skew between hosts).
+    """
     now = now or _now()
     key = _ec_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -76,7 +85,7 @@ def make_ca(*, common_name: str, validity: dt.timedelta, now: dt.datetime | None
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
+        .not_valid_before(now - backdate)
         .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -107,6 +116,7 @@ def _leaf(
     sans: list[x509.GeneralName],
     validity: dt.timedelta,
     now: dt.datetime | None,
+    backdate: dt.timedelta = _SKEW,
 ) -> KeyPair:
     now = now or _now()
     key = _ec_key()
@@ -117,7 +127,7 @@ def _leaf(
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
+        .not_valid_before(max(now - backdate, ca_cert.not_valid_before_utc))
         .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -153,10 +163,12 @@ def make_serving_cert(
     ip_addresses: Iterable[str] = (),
     validity: dt.timedelta,
     now: dt.datetime | None = None,
+    backdate: dt.timedelta = _SKEW,
 ) -> KeyPair:
     """A TLS server certificate for the given DNS names and IP addresses, signed by ``ca``.
 
-    The first DNS name (or IP) is also the subject CN, for tools that still print it.
+    The first DNS name (or IP) is also the subject CN, for tools that still print it. Its validity never
+    extends beyond the CA's (neither end).
     """
     dns = list(dns_names)
     ips = list(ip_addresses)
@@ -172,6 +184,7 @@ def make_serving_cert(
         sans=sans,
         validity=validity,
         now=now,
+        backdate=backdate,
     )
 
 

@@ -45,15 +45,15 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("generate",): "cli.generate",
     ("persona", "generate"): "cli.persona_generate",
     ("persona", "apply"): "cli.persona_apply",
-    # ("persona", "status"): "cli.persona_status",   issue 7
-    # ("persona", "watch"): "cli.persona_watch",     issue 7
-    # ("persona", "list"): "cli.persona_list",       issue 7
+    ("persona", "status"): "cli.live",
+    ("persona", "watch"): "cli.live",
+    ("persona", "list"): "cli.live",
     ("init",): "cli.init",
     ("config",): "cli.config",
     ("cluster", "init"): "cli.clusterinit",
-    # ("cluster", "status"): "cli.cluster_status",   issue 7
-    # ("watch",): "cli.watch",                       issue 7: watch personas|cluster|events
-    # ("sync",): "cli.sync",                         issue 7: sync status|pull
+    ("cluster", "status"): "cli.live",
+    ("watch",): "cli.live",
+    ("sync",): "cli.live",
     ("operator",): "cli.operator",
     ("dev",): "cli.dev",
 }

@@ -19,6 +19,17 @@ Options:
   --revalidate-interval=SEC     Re-validate every persona this often [default: 60].
   --heartbeat-interval=SEC      Rewrite an unchanged status at most this often [default: 1800].
   --workers=N                   Concurrent reconciles per controller [default: 4].
+  --webhook-mode=MODE           advisory or enforcing; a namespace's dorgu.io/webhook-mode label overrides
+                                it [default: advisory].
+  --webhook-bind-address=ADDR   The admission webhook's HTTPS server, host:port [default: 0.0.0.0:9443].
+  --webhook-url=URL             Have the API server call this URL instead of the dorgu-webhook Service
+                                (an operator outside the cluster: local runs, tests, the demo).
+  --webhook-ip-addresses=LIST   IP addresses for the webhook's serving certificate (comma-separated).
+  --websocket-addr=ADDR         The WebSocket server, host:port (":9090": all addresses) [default: :9090].
+  --ws-auth=MODE                WebSocket clients: token (TokenReview + SubjectAccessReview) or none (local
+                                development only) [default: token].
+  --component-options=JSON      Extra options for every component, a JSON object (tuning and tests, e.g.
+                                {"lease_duration_s": 15}).
   --log-level=LEVEL             debug, info, warning or error [default: info].
   --config FILE                 Ignored (accepted by every command).
   --no-color                    Ignored (accepted by every command).
@@ -28,6 +39,7 @@ Options:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import sys
@@ -74,6 +86,34 @@ def _available(target: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _serving_options(args: dict[str, Any]) -> dict[str, Any]:
+    """The webhook's and the WebSocket server's options (their components read these keys)."""
+    mode = str(args.get("--webhook-mode") or "advisory")
+    if mode not in ("advisory", "enforcing"):
+        raise UsageError(f"--webhook-mode must be advisory or enforcing, not {mode!r}")
+    host, _, port = str(args.get("--webhook-bind-address") or "0.0.0.0:9443").rpartition(":")
+    if not port.isdigit():
+        raise UsageError("--webhook-bind-address must be host:port")
+    ws_addr = str(args.get("--websocket-addr") or ":9090")
+    if not ws_addr.rpartition(":")[2].isdigit():
+        raise UsageError("--websocket-addr must be host:port or :port")
+    ws_auth = str(args.get("--ws-auth") or "token")
+    if ws_auth not in ("token", "none"):
+        raise UsageError(f"--ws-auth must be token or none, not {ws_auth!r}")
+    out: dict[str, Any] = {
+        "webhook_mode": mode,
+        "webhook_host": host or "0.0.0.0",
+        "webhook_port": int(port),
+        "websocket_addr": ws_addr,
+        "ws_auth": ws_auth,
+    }
+    if args.get("--webhook-url"):
+        out["webhook_url"] = str(args["--webhook-url"])
+    if args.get("--webhook-ip-addresses"):
+        out["webhook_ip_addresses"] = str(args["--webhook-ip-addresses"])
+    return out
+
+
 def plan(args: dict[str, Any]) -> tuple[list[Any], Any, dict[str, Any]]:
     """Turn the command line into (component specs, supervisor settings, extra) without starting anything."""
     from dorgu.runtime.component import ComponentSpec
@@ -97,7 +137,17 @@ def plan(args: dict[str, Any]) -> tuple[list[Any], Any, dict[str, Any]]:
         "revalidate_interval_s": _positive(str(args["--revalidate-interval"]), "--revalidate-interval"),
         "heartbeat_interval_s": _positive(str(args["--heartbeat-interval"]), "--heartbeat-interval"),
         "workers": int(_positive(str(args["--workers"]), "--workers")),
+        **_serving_options(args),
     }
+    extra = args.get("--component-options")
+    if extra:
+        try:
+            more = json.loads(str(extra))
+        except ValueError as e:
+            raise UsageError(f"--component-options must be a JSON object: {e}") from None
+        if not isinstance(more, dict):
+            raise UsageError("--component-options must be a JSON object")
+        options.update(more)
     specs = [ComponentSpec(name=n, target=COMPONENTS[n], options=dict(options)) for n in names]
     settings = SupervisorSettings(
         metrics_host=host or "0.0.0.0",

@@ -134,6 +134,7 @@ class ApiClient:
         self._base = connection.server.rstrip("/")
         self._host = urlsplit(self._base).netloc
         self._tokens = _TokenSource(token=connection.token, token_file=connection.token_file)
+        self._m_requests: dict[tuple[int, str], Any] = {}
         self.write_guard: Callable[[str, str], None] | None = None
         """Called as ``guard(method, path)`` before every non-GET request; raises to refuse the write
         (leader election sets it: a leader whose lease may have expired writes nothing)."""
@@ -146,6 +147,14 @@ class ApiClient:
 
     async def close(self) -> None:
         await self._session.close()
+
+    def _count(self, status: int, method: str) -> None:
+        child = self._m_requests.get((status, method))
+        if child is None:
+            child = self._m_requests[(status, method)] = metrics.REST_CLIENT_REQUESTS.labels(
+                str(status), method, self._host
+            )
+        child.inc()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -191,7 +200,7 @@ class ApiClient:
                 method, self._base + path, params=params, data=data, headers=headers, timeout=timeout
             ) as resp:
                 raw = await resp.read()
-                metrics.REST_CLIENT_REQUESTS.labels(str(resp.status), method, self._host).inc()
+                self._count(resp.status, method)
                 if resp.status < 300:
                     return raw
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
@@ -225,7 +234,7 @@ class ApiClient:
                 timeout=timeout,
             )
             try:
-                metrics.REST_CLIENT_REQUESTS.labels(str(resp.status), "WATCH", self._host).inc()
+                self._count(resp.status, "WATCH")
                 if resp.status >= 300:
                     raw = await resp.read()
                     err = error_from_response(

@@ -127,6 +127,9 @@ class Informer(Generic[T]):
         self.last_sync_rv = ""
         self._rv_unavailable = False
         self._label = str(resource)
+        # Metric children looked up once: a label lookup per watch event costs more than the event's decode.
+        self._m_events: dict[str, object] = {}
+        self._m_objects = metrics.INFORMER_OBJECTS.labels(self._label)
         self.lists = 0
         """Number of LISTs made (relists included) — observable by tests."""
 
@@ -211,7 +214,7 @@ class Informer(Generic[T]):
                 old = self.store.pop(key)
                 if old is not None:
                     self._dispatch_delete(old)
-        metrics.INFORMER_OBJECTS.labels(self._label).set(len(self.store))
+        self._m_objects.set(len(self.store))
 
     async def _list_and_watch(self, backoff: _Backoff) -> None:
         await self._list()
@@ -255,7 +258,10 @@ class Informer(Generic[T]):
             settings=self.settings.watch, rng=self.rng,
         ):  # fmt: skip
             events += 1
-            metrics.WATCH_EVENTS.labels(self._label, ev.type).inc()
+            counter = self._m_events.get(ev.type)
+            if counter is None:
+                counter = self._m_events[ev.type] = metrics.WATCH_EVENTS.labels(self._label, ev.type)
+            counter.inc()  # type: ignore[attr-defined]
             if ev.type == "BOOKMARK":
                 rv = msgspec.json.decode(ev.object, type=_RVOnly).metadata.resource_version
                 if rv:
@@ -274,7 +280,8 @@ class Informer(Generic[T]):
                 record_rv = True
             if record_rv and obj.metadata.resource_version:
                 self.last_sync_rv = obj.metadata.resource_version
-            metrics.INFORMER_OBJECTS.labels(self._label).set(len(self.store))
+            if ev.type != "MODIFIED":  # only adds and deletes change the count
+                self._m_objects.set(len(self.store))
         return events
 
     # -- dispatch -----------------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ from dorgu.runtime.config import ConnectionSettings
 log = logging.getLogger("dorgu.kubeconfig")
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+SA_DIR_ENV = "DORGU_SA_DIR"
+"""Overrides :data:`SA_DIR` (tests run the in-cluster path outside a pod with a token file of their own)."""
+
+
+def _sa_dir() -> Path:
+    return Path(os.environ.get(SA_DIR_ENV) or SA_DIR)
 
 
 class ConfigError(Exception):
@@ -48,7 +54,8 @@ class ClusterAccess:
     """The namespace of the context, or of the in-cluster ServiceAccount."""
 
 
-def in_cluster_available(*, token_file: Path = SA_DIR / "token") -> bool:
+def in_cluster_available(*, token_file: Path | None = None) -> bool:
+    token_file = token_file if token_file is not None else _sa_dir() / "token"
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and token_file.exists()
 
 
@@ -59,12 +66,17 @@ def resolve(
     in_cluster: bool | None = None,
     run_dir: Path,
     user_agent: str = "dorgu",
-    token_file: Path = SA_DIR / "token",
-    ca_file: Path = SA_DIR / "ca.crt",
-    namespace_file: Path = SA_DIR / "namespace",
+    token_file: Path | None = None,
+    ca_file: Path | None = None,
+    namespace_file: Path | None = None,
 ) -> ClusterAccess:
     """In-cluster config when asked (or when no kubeconfig is given and we run in a pod), else kubeconfig
-    (``kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``)."""
+    (``kubeconfig`` / ``$KUBECONFIG`` / ``~/.kube/config``). The ServiceAccount files default to
+    :data:`SA_DIR` (or ``$DORGU_SA_DIR``)."""
+    sa = _sa_dir()
+    token_file = token_file if token_file is not None else sa / "token"
+    ca_file = ca_file if ca_file is not None else sa / "ca.crt"
+    namespace_file = namespace_file if namespace_file is not None else sa / "namespace"
     if in_cluster or (
         in_cluster is None and kubeconfig is None and in_cluster_available(token_file=token_file)
     ):

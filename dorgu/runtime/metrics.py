@@ -112,3 +112,22 @@ INFORMER_SYNCED = Gauge(
 EVENTS_EMITTED = Counter(
     "dorgu_events_emitted_total", "Kubernetes Events written by the event recorder", ["reason", "result"]
 )
+
+# controller-runtime pkg/webhook/internal/metrics and pkg/certwatcher/metrics (same names and labels).
+WEBHOOK_LATENCY = Histogram(
+    "controller_runtime_webhook_latency_seconds",
+    "Histogram of the latency of processing admission requests", ["webhook"],
+)  # fmt: skip
+WEBHOOK_REQUESTS = Counter(
+    "controller_runtime_webhook_requests_total",
+    "Total number of admission requests by HTTP status code.", ["webhook", "code"],
+)  # fmt: skip
+WEBHOOK_IN_FLIGHT = Gauge(
+    "controller_runtime_webhook_requests_in_flight", "Current number of admission requests being served.",
+    ["webhook"], multiprocess_mode="livesum",
+)  # fmt: skip
+WEBHOOK_PANICS = Counter("controller_runtime_webhook_panics_total", "Total number of webhook panics")
+CERTWATCHER_READS = Counter("certwatcher_read_certificate_total", "Total number of certificate reads")
+CERTWATCHER_READ_ERRORS = Counter(
+    "certwatcher_read_certificate_errors_total", "Total number of certificate read errors"
+)

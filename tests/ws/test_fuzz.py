@@ -1,0 +1,105 @@
+"""Fuzzed frames against the real server process: it answers every data frame and stays up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+
+import aiohttp
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dorgu.domain import protocol as p
+from tests.ws.kit import Operator
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from([*p.TOPICS, "subscribe", "unsubscribe", "request", "event", "ping"])
+        | json_values,
+        "topic": st.sampled_from(p.TOPICS) | json_values,
+        "requestId": st.text(max_size=10) | json_values,
+        "payload": json_values,
+        "timestamp": json_values,
+    },
+)
+frames = st.one_of(
+    st.binary(max_size=200).map(lambda b: ("bytes", b)),
+    json_values.map(lambda v: ("json", v)),
+    envelopes.map(lambda v: ("json", v)),
+)
+
+
+def _exchange(url: str, batch: list[tuple[str, object]], *, msgpack: bool) -> list[dict]:
+    async def main() -> list[dict]:
+        protocols = (p.SUBPROTOCOL_MSGPACK,) if msgpack else ()
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, protocols=protocols) as ws:
+            replies = []
+            for kind, value in batch:
+                if kind == "bytes":
+                    await ws.send_bytes(value)  # type: ignore[arg-type]
+                elif msgpack:
+                    await ws.send_bytes(msgspec.msgpack.encode(value))
+                else:
+                    await ws.send_str(json.dumps(value))
+                msg = await ws.receive(timeout=10)
+                assert msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY), (kind, value, msg)
+                data = msgspec.msgpack.decode(msg.data) if msgpack else json.loads(msg.data)
+                replies.append(data)
+                # Subscriptions may be followed by a snapshot: drain anything else that is queued.
+                while True:
+                    try:
+                        extra = await ws.receive(timeout=0.05)
+                    except TimeoutError:
+                        break
+                    assert extra.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY)
+            assert not ws.closed
+            return replies
+
+    return asyncio.run(main())
+
+
+def test_fuzzed_frames_get_answers_and_the_connection_stays(operator: Operator) -> None:
+    url = operator.url("open")
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(frames, min_size=1, max_size=8), st.booleans())
+    def check(batch: list[tuple[str, object]], msgpack: bool) -> None:
+        for reply in _exchange(url, batch, msgpack=msgpack):
+            assert reply["type"] in ("response", "error", "event"), reply
+            if reply["type"] == "error":
+                assert set(reply["payload"]) == {"code", "message"}
+
+    check()
+
+
+def test_huge_message_closes_1009_and_server_stays_up(operator: Operator) -> None:
+    url = operator.url("open")
+
+    async def main() -> int | None:
+        async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+            await ws.send_str(json.dumps({"type": "request", "topic": "personas", "payload": "x" * 600_000}))
+            msg = await ws.receive(timeout=10)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+            return ws.close_code
+
+    assert asyncio.run(main()) == 1009
+    with urllib.request.urlopen(url.replace("ws://", "http://").replace("/ws", "/health"), timeout=5) as r:
+        assert r.read() == b"ok"
+    assert (
+        _exchange(url, [("json", {"type": "request", "topic": "personas", "requestId": "a"})], msgpack=False)[
+            0
+        ]["requestId"]
+        == "a"
+    )

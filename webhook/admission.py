@@ -1,0 +1,307 @@
+"""The admission review: an AdmissionReview body in, an HTTP status and an AdmissionReview body out.
+
+Pure and synchronous (no I/O; the personas and namespace modes come from lookups over informer caches),
+so the same function is served over HTTPS, fuzzed and benchmarked. Behaviour: ``shared/spec/operator.md``
+§3.3 (intended behaviour) and §3.5 (wire format), with the checks of the **shared persona rules**
+(:mod:`dorgu.domain.rules`) instead of the original's reduced webhook set, so the webhook and the
+controller agree on every Deployment.
+
+Rules this module keeps:
+
+* **Bad input is the client's fault, never a crash:** a body that is not JSON, is not an AdmissionReview,
+  has no ``request.uid``, has an unknown operation, or carries an object that is not an apps Deployment is
+  answered with HTTP 400 and an AdmissionReview whose ``response.status`` (code 400, no reason) says what
+  is wrong. An unexpected exception (a bug) is HTTP 500, so the API server applies the configured
+  ``failurePolicy`` (``Ignore`` in advisory, ``Fail`` in enforcing mode) — never a denial that looks
+  deliberate (the original's ``allowed: false, code 500`` on every request, §3.4).
+* **DELETE and CONNECT are allowed** (``no opinion on delete/connect``) without looking at the object.
+* **kube-system is never checked** (1.20 has no ``kubernetes.io/metadata.name`` label to exclude it in the
+  configuration's namespaceSelector).
+* **Warnings:** every ``error`` and ``warning`` issue of every matching persona, in the rules' order, as
+  the rule's ``message`` prefixed ``[<deployment>/<container>]`` when a container is concerned; ``info``
+  issues are not warnings.
+* **Enforcing mode denies** when a matching persona reports an ``error``: ``Deployment violates
+  ApplicationPersona '<metadata.name>': <its error warnings joined with "; ">`` (code 403, reason
+  ``Forbidden``), with the warnings attached. Several personas with the same ``spec.name`` in a namespace
+  are all checked (in order of name), as the controller checks a Deployment against each; the first one
+  with errors names the denial.
+* The Deployment's persona is found as the controller finds it
+  (:func:`dorgu.domain.rules.deployment_app_name`: label ``app.kubernetes.io/name``, falling back to ``app``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from dorgu.domain.kube import Deployment
+from dorgu.domain.rules import SEVERITY_ERROR, SEVERITY_WARNING, deployment_app_name, evaluate
+from dorgu.domain.types import ApplicationPersona
+
+__all__ = [
+    "ADMISSION_API_VERSIONS",
+    "Mode",
+    "ModeLookup",
+    "PersonaLookup",
+    "Reply",
+    "Reviewer",
+    "parse_mode",
+]
+
+log = logging.getLogger("dorgu.webhook")
+
+ADMISSION_API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
+"""AdmissionReview versions answered (the configuration asks for v1; the answer echoes the request's)."""
+KUBE_SYSTEM = "kube-system"
+
+MSG_NO_OPINION = "no opinion on delete/connect"
+MSG_KUBE_SYSTEM = "kube-system is never checked"
+MSG_NO_APP = "no app.kubernetes.io/name (or app) label; skipping persona validation"
+MSG_NO_PERSONA = "no matching ApplicationPersona found"
+MSG_PASSED = "all persona checks passed"
+MSG_ADVISORY = "advisory mode"
+MSG_PASSED_WITH_WARNINGS = "passed with warnings"
+
+
+class Mode(enum.StrEnum):
+    """What the webhook does with a Deployment that violates its persona."""
+
+    ADVISORY = "advisory"
+    """Allow, with the issues as warnings."""
+    ENFORCING = "enforcing"
+    """Deny when there is an error issue."""
+
+
+def parse_mode(value: str, *, what: str = "--webhook-mode") -> Mode:
+    """``advisory`` or ``enforcing``; anything else is an error (the original silently meant advisory)."""
+    try:
+        return Mode(value.strip().lower())
+    except ValueError:
+        raise ValueError(f"{what} must be advisory or enforcing, not {value!r}") from None
+
+
+PersonaLookup = Callable[[str, str], list[ApplicationPersona]]
+"""``(namespace, app name) -> personas`` with that ``spec.name`` in that namespace, in order of name."""
+ModeLookup = Callable[[str], Mode | None]
+"""``namespace -> mode`` set by the namespace's label, or ``None`` for the default mode."""
+
+
+# --------------------------------------------------------------------------- wire types
+
+
+class _GroupVersionKind(msgspec.Struct, omit_defaults=True):
+    group: str = ""
+    version: str = ""
+    kind: str = ""
+
+
+class _Request(msgspec.Struct, rename="camel", omit_defaults=True):
+    uid: str | None = None
+    kind: _GroupVersionKind | None = None
+    name: str | None = None
+    namespace: str | None = None
+    operation: str | None = None
+    object: msgspec.Raw = msgspec.Raw()
+
+
+class _ReviewIn(msgspec.Struct, rename="camel", omit_defaults=True):
+    api_version: str | None = None
+    kind: str | None = None
+    request: _Request | None = None
+
+
+class _DeploymentObject(Deployment, kw_only=True, frozen=True):
+    """The Deployment partial plus its type fields, to reject an object of another kind."""
+
+    api_version: str | None = None
+    kind: str | None = None
+
+
+class _Status(msgspec.Struct, omit_defaults=True):
+    code: int
+    reason: str | None = None
+    message: str | None = None
+
+
+class _Response(msgspec.Struct, omit_defaults=True):
+    uid: str
+    allowed: bool
+    status: _Status
+    warnings: list[str] | None = None
+
+
+class _ReviewOut(msgspec.Struct, rename="camel", omit_defaults=False):
+    api_version: str
+    kind: str
+    response: _Response
+
+
+_review_decoder = msgspec.json.Decoder(_ReviewIn)
+_deployment_decoder = msgspec.json.Decoder(_DeploymentObject)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer: the HTTP status and the JSON body, plus what was decided (for tests and metrics)."""
+
+    status: int
+    """HTTP status: 200, 400 (bad input) or 500 (a bug)."""
+    body: bytes
+    """The AdmissionReview (JSON)."""
+    allowed: bool
+    """``response.allowed``."""
+    message: str
+    """``response.status.message``."""
+    warnings: tuple[str, ...] = ()
+    """``response.warnings``."""
+
+
+class _BadRequest(Exception):
+    """Input the webhook cannot answer; the message says what is wrong."""
+
+
+class Reviewer:
+    """Answers AdmissionReviews for apps/v1 Deployments from the given lookups."""
+
+    def __init__(self, *, mode: Mode, personas: PersonaLookup, namespace_mode: ModeLookup) -> None:
+        self.mode = mode
+        self.personas = personas
+        self.namespace_mode = namespace_mode
+
+    def review(self, body: bytes) -> Reply:
+        """Never raises: bad input is a 400, an unexpected exception a 500 (logged)."""
+        api_version, uid = ADMISSION_API_VERSIONS[0], ""
+        try:
+            review = self._decode(body)
+            api_version = review.api_version or api_version
+            assert review.request is not None and review.request.uid  # checked by _decode
+            uid = review.request.uid
+            return self._review(api_version, uid, review.request)
+        except _BadRequest as e:
+            return _reply(api_version, uid, status=400, allowed=False, code=400, message=str(e))
+        except Exception as e:  # a bug: let the API server apply the failurePolicy
+            log.exception("webhook: review failed")
+            message = f"internal error: {type(e).__name__}"
+            return _reply(api_version, uid, status=500, allowed=False, code=500, message=message)
+
+    # -- decoding -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(body: bytes) -> _ReviewIn:
+        try:
+            review = _review_decoder.decode(body)
+        except msgspec.ValidationError as e:
+            raise _BadRequest(f"request body is not an AdmissionReview: {e}") from None
+        except msgspec.DecodeError as e:
+            raise _BadRequest(f"request body is not JSON: {e}") from None
+        if review.kind != "AdmissionReview":
+            raise _BadRequest(f"request body is not an AdmissionReview (kind {review.kind!r})")
+        if review.api_version not in ADMISSION_API_VERSIONS:
+            raise _BadRequest(
+                f"unsupported AdmissionReview apiVersion {review.api_version!r}; "
+                f"expected one of {', '.join(ADMISSION_API_VERSIONS)}"
+            )
+        if review.request is None:
+            raise _BadRequest("AdmissionReview has no request")
+        if not review.request.uid:
+            raise _BadRequest("AdmissionReview request has no uid")
+        return review
+
+    @staticmethod
+    def _deployment(request: _Request) -> Deployment:
+        gvk = request.kind
+        if gvk is not None and (gvk.group, gvk.kind) != ("apps", "Deployment"):
+            raise _BadRequest(f"request.kind is {gvk.group or 'core'}/{gvk.kind}, not apps/Deployment")
+        raw = bytes(request.object)
+        if not raw or raw == b"null":
+            raise _BadRequest(f"request.object is missing for a {request.operation} request")
+        try:
+            obj = _deployment_decoder.decode(raw)
+        except msgspec.DecodeError as e:  # ValidationError included
+            raise _BadRequest(f"request.object is not a Deployment: {e}") from None
+        if obj.kind not in (None, "Deployment") or obj.api_version not in (None, "apps/v1"):
+            raise _BadRequest(f"request.object is a {obj.api_version}/{obj.kind}, not an apps/v1 Deployment")
+        return obj
+
+    # -- the decision ---------------------------------------------------------------------------------------
+
+    def _review(self, api_version: str, uid: str, request: _Request) -> Reply:
+        operation = request.operation or ""
+        if operation in ("DELETE", "CONNECT"):
+            return _allow(api_version, uid, MSG_NO_OPINION)
+        if operation not in ("CREATE", "UPDATE"):
+            raise _BadRequest(f"unknown operation {operation!r}; expected CREATE, UPDATE, DELETE or CONNECT")
+        deployment = self._deployment(request)
+        meta = deployment.metadata
+        namespace = request.namespace or meta.namespace or ""
+        if namespace == KUBE_SYSTEM:
+            return _allow(api_version, uid, MSG_KUBE_SYSTEM)
+        app = deployment_app_name(deployment)
+        if app is None:
+            return _allow(api_version, uid, MSG_NO_APP)
+        personas = self.personas(namespace, app)
+        if not personas:
+            return _allow(api_version, uid, MSG_NO_PERSONA)
+        if not meta.name:  # generateName on CREATE: name the Deployment as the request does
+            name = request.name or meta.generate_name or ""
+            deployment = msgspec.structs.replace(
+                deployment, metadata=msgspec.structs.replace(meta, name=name)
+            )
+        name = deployment.metadata.name or ""
+
+        warnings: list[str] = []
+        denial: str | None = None
+        for persona in personas:
+            errors: list[str] = []
+            for finding in evaluate(persona.spec, [deployment]):
+                severity = finding.severity
+                if severity != SEVERITY_ERROR and severity != SEVERITY_WARNING:
+                    continue  # info issues are not warnings
+                text = finding.issue.message
+                if finding.container is not None:
+                    text = f"[{name}/{finding.container}] {text}"
+                warnings.append(text)
+                if severity == SEVERITY_ERROR:
+                    errors.append(text)
+            if errors and denial is None:
+                denial = (
+                    f"Deployment violates ApplicationPersona '{persona.metadata.name}': {'; '.join(errors)}"
+                )
+
+        mode = self.namespace_mode(namespace) or self.mode
+        if mode is Mode.ENFORCING:
+            if denial is not None:
+                return _reply(
+                    api_version, uid, status=200, allowed=False, code=403, reason="Forbidden",
+                    message=denial, warnings=warnings,
+                )  # fmt: skip
+            return _allow(api_version, uid, MSG_PASSED_WITH_WARNINGS if warnings else MSG_PASSED, warnings)
+        return _allow(api_version, uid, MSG_ADVISORY if warnings else MSG_PASSED, warnings)
+
+
+def _allow(api_version: str, uid: str, message: str, warnings: list[str] | None = None) -> Reply:
+    return _reply(api_version, uid, status=200, allowed=True, code=200, message=message, warnings=warnings)
+
+
+def _reply(
+    api_version: str,
+    uid: str,
+    *,
+    status: int,
+    allowed: bool,
+    code: int,
+    message: str,
+    reason: str | None = None,
+    warnings: list[str] | None = None,
+) -> Reply:
+    response = _Response(
+        uid=uid, allowed=allowed, status=_Status(code=code, reason=reason, message=message),
+        warnings=warnings or None,
+    )  # fmt: skip
+    body = _encoder.encode(_ReviewOut(api_version=api_version, kind="AdmissionReview", response=response))
+    return Reply(status=status, body=body, allowed=allowed, message=message, warnings=tuple(warnings or ()))

@@ -1,0 +1,195 @@
+"""The ValidatingWebhookConfiguration the operator owns: what it must say, and keeping it so.
+
+Desired shape (``shared/spec/operator.md`` §3.2, with the CA bundle the original never injected):
+
+* two webhook entries, one per mode, because ``failurePolicy`` is per entry: ``advisory.…`` with
+  ``Ignore`` and ``enforcing.…`` with ``Fail`` (both configurable). The default mode's entry matches every
+  opted-in namespace whose label ``dorgu.io/webhook-mode`` is not the other mode; the other entry matches
+  those that name it. A namespace is checked by exactly one entry.
+* rules ``apps/v1 deployments CREATE,UPDATE`` (scope Namespaced), ``admissionReviewVersions: [v1]``,
+  ``sideEffects: None``, ``timeoutSeconds: 5``, ``matchPolicy: Equivalent``;
+* namespaces opt in with ``dorgu.io/validate=true`` (as the original). kube-system cannot be excluded by
+  name on 1.20 (no ``kubernetes.io/metadata.name`` label); the handler skips it;
+* ``clientConfig``: a ``url`` for local runs, else the Service; ``caBundle`` from the certificate Secret.
+
+Rules kept here:
+
+* **Every replica keeps it** (not leader-gated): all compute the same entries, so they never fight.
+* **The bundle only grows until a CA expires.** The injected ``caBundle`` is the Secret's bundle plus every
+  unexpired CA already in the configuration. A replica whose Secret cache lags behind a rotation therefore
+  cannot remove a CA that a newer serving certificate needs; an old CA leaves only when it has expired.
+* **Writes are optimistic.** GET, compare, then create (``AlreadyExists`` → re-read) or PUT with the
+  ``resourceVersion`` read (``Conflict`` → re-read); nothing is written when nothing differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from certs.rotation import bundle_pem, merge_bundles, parse_bundle
+from dorgu.runtime.client import ApiClient
+from dorgu.runtime.errors import AlreadyExists, Conflict, NotFound
+from dorgu.runtime.resource import Resource
+from webhook.admission import Mode
+
+log = logging.getLogger("dorgu.webhook.configuration")
+
+VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
+    group="admissionregistration.k8s.io", version="v1", plural="validatingwebhookconfigurations",
+    kind="ValidatingWebhookConfiguration", namespaced=False,
+)  # fmt: skip
+OPT_IN_LABEL = "dorgu.io/validate"
+MODE_LABEL = "dorgu.io/webhook-mode"
+PATH = "/validate-deployment"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigurationSettings:
+    """What the ValidatingWebhookConfiguration says."""
+
+    name: str = "dorgu-deployment-validation"
+    """The configuration's name (cluster-scoped)."""
+    default_mode: Mode = Mode.ADVISORY
+    """The mode of an opted-in namespace without a ``dorgu.io/webhook-mode`` label."""
+    advisory_failure_policy: str = "Ignore"
+    """``failurePolicy`` of the advisory entry: a failed call must not block anyone."""
+    enforcing_failure_policy: str = "Fail"
+    """``failurePolicy`` of the enforcing entry: no Deployment slips through unchecked."""
+    timeout_seconds: int = 5
+    """``timeoutSeconds`` of both entries."""
+    url: str | None = None
+    """``clientConfig.url`` (local runs: ``https://127.0.0.1:<port>/validate-deployment``); else Service."""
+    service_name: str = "dorgu-webhook"
+    """``clientConfig.service.name``."""
+    service_namespace: str = "dorgu-system"
+    """``clientConfig.service.namespace``."""
+    service_port: int = 443
+    """``clientConfig.service.port``."""
+
+
+def desired_webhooks(settings: ConfigurationSettings, ca_bundle: bytes) -> list[dict[str, Any]]:
+    """The two entries, with every field the API server would otherwise default (so they compare equal)."""
+    client_config: dict[str, Any]
+    if settings.url:
+        client_config = {"url": settings.url}
+    else:
+        client_config = {
+            "service": {
+                "name": settings.service_name, "namespace": settings.service_namespace, "path": PATH,
+                "port": settings.service_port,
+            }
+        }  # fmt: skip
+    client_config["caBundle"] = base64.b64encode(ca_bundle).decode()
+    entries = []
+    for mode, policy in (
+        (Mode.ADVISORY, settings.advisory_failure_policy),
+        (Mode.ENFORCING, settings.enforcing_failure_policy),
+    ):
+        if mode is settings.default_mode:  # every mode label but the other mode
+            other = Mode.ENFORCING if mode is Mode.ADVISORY else Mode.ADVISORY
+            mode_expr = {"key": MODE_LABEL, "operator": "NotIn", "values": [other.value]}
+        else:
+            mode_expr = {"key": MODE_LABEL, "operator": "In", "values": [mode.value]}
+        entries.append(
+            {
+                "name": f"{mode.value}.deployments.dorgu.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "timeoutSeconds": settings.timeout_seconds,
+                "failurePolicy": policy,
+                "matchPolicy": "Equivalent",
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "resources": ["deployments"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": OPT_IN_LABEL, "operator": "In", "values": ["true"]},
+                        mode_expr,
+                    ]
+                },
+                "objectSelector": {},
+            }
+        )
+    return entries
+
+
+def _existing_cas(obj: dict[str, Any]) -> list[Any]:
+    out: list[Any] = []
+    for entry in obj.get("webhooks") or []:
+        raw = (entry.get("clientConfig") or {}).get("caBundle")
+        if raw:
+            try:
+                out.extend(parse_bundle(base64.b64decode(raw)))
+            except ValueError:
+                continue  # unreadable: replaced by ours
+    return out
+
+
+class ConfigurationKeeper:
+    """Creates and updates the configuration; :meth:`ensure` is idempotent and cheap when nothing changed."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        settings: ConfigurationSettings,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.writes = 0
+        """Creates and updates made."""
+
+    async def ensure(self, ca_bundle_pem: bytes) -> None:
+        r = VALIDATING_WEBHOOK_CONFIGURATIONS
+        path = r.path(name=self.settings.name)
+        wanted = parse_bundle(ca_bundle_pem)
+        for _ in range(10):
+            try:
+                current: dict[str, Any] | None = msgspec.json.decode(await self.client.request("GET", path))
+            except NotFound:
+                current = None
+            cas = merge_bundles(wanted, _existing_cas(current or {}), now=self.now())
+            webhooks = desired_webhooks(self.settings, bundle_pem(cas))
+            if current is None:
+                body = {
+                    "apiVersion": r.api_version, "kind": r.kind,
+                    "metadata": {"name": self.settings.name, "labels": {MANAGED_BY: "dorgu"}},
+                    "webhooks": webhooks,
+                }  # fmt: skip
+                try:
+                    await self.client.request("POST", r.path(), body=body)
+                except AlreadyExists:
+                    continue
+                self.writes += 1
+                log.info("created ValidatingWebhookConfiguration %s", self.settings.name)
+                return
+            if current.get("webhooks") == webhooks:
+                return
+            current["webhooks"] = webhooks
+            try:
+                await self.client.request("PUT", path, body=current)
+            except (Conflict, NotFound):
+                continue
+            self.writes += 1
+            log.info(
+                "updated ValidatingWebhookConfiguration %s (%d CAs trusted)", self.settings.name, len(cas)
+            )
+            return
+        raise RuntimeError(f"could not settle ValidatingWebhookConfiguration {self.settings.name}")

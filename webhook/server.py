@@ -1,0 +1,398 @@
+"""The admission webhook component: an HTTPS server on every replica, answering from its own caches.
+
+Entry point ``webhook.server:run`` (one OS process per replica, started by the supervisor). What it does,
+in order:
+
+1. Starts a :class:`~dorgu.runtime.manager.Manager` **without leader election** (every replica serves) with
+   three informers: ApplicationPersonas (indexed by ``namespace/spec.name``), Namespaces (for the
+   ``dorgu.io/webhook-mode`` label) and the certificate Secret. Reviews are answered from these caches —
+   no API call per review.
+2. Once the caches have synced: gets or creates the certificate Secret (:mod:`webhook.certificates`),
+   loads the pair, and only then **listens** (aiohttp, TLS ≥ 1.2, HTTP/1.1, ``POST /validate-deployment``,
+   bodies up to 7 MiB as controller-runtime allows, larger ones 413); then ensures the
+   ValidatingWebhookConfiguration (:mod:`webhook.configuration`) and reports ready.
+3. Keeps the certificates: on every change of the Secret (its informer) and whenever a rotation step falls
+   due (:func:`certs.rotation.next_due`), or at the latest every ``check_interval_s``, it rotates when due,
+   reloads the pair into the live TLS context and re-injects the CA bundle. A failing API call here is
+   logged and retried (the server keeps serving the pair it has); it never takes the server down.
+
+Options read by :func:`run` (``ctx.options``; all optional): see :func:`settings_from_options`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from certs.rotation import RotationPolicy, ServingMaterial, next_due
+from dorgu.domain.kube import Namespace
+from dorgu.domain.types import ApplicationPersona
+from dorgu.runtime import metrics
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.informer import Handlers, Informer
+from dorgu.runtime.manager import Manager
+from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.resource import NAMESPACES, Resource
+from webhook.admission import Mode, Reviewer, parse_mode
+from webhook.certificates import SECRET_SELECTOR, SECRETS, CertificateStore, Secret, TlsReloader
+from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
+
+log = logging.getLogger("dorgu.webhook")
+
+NAME = "webhook"
+PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
+)
+BY_SPEC_NAME = "spec-name"
+MAX_BODY_BYTES = 7 * 1024 * 1024
+"""controller-runtime's limit: big enough for an UPDATE review carrying ``object`` and ``oldObject``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings:
+    """Everything the webhook component is configured with (tests shorten the intervals)."""
+
+    mode: Mode = Mode.ADVISORY
+    """The default mode (``--webhook-mode``); a namespace's ``dorgu.io/webhook-mode`` label overrides it."""
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = 9443
+    """Port to listen on (controller-runtime's default)."""
+    namespace: str = "dorgu-system"
+    """Namespace of the certificate Secret and of the Service."""
+    secret_name: str = "dorgu-webhook-certs"
+    """Name of the certificate Secret."""
+    dns_names: tuple[str, ...] = ()
+    """Extra DNS names for the serving certificate (the Service's four names are always included)."""
+    ip_addresses: tuple[str, ...] = ()
+    """IP addresses for the serving certificate (local runs: ``127.0.0.1``)."""
+    cluster_domain: str = "cluster.local"
+    """The cluster's DNS domain, for ``<svc>.<ns>.svc.<domain>``."""
+    configuration: ConfigurationSettings = field(default_factory=ConfigurationSettings)
+    """The ValidatingWebhookConfiguration (its ``default_mode`` and service namespace follow the above)."""
+    manage_configuration: bool = True
+    """Create and keep the ValidatingWebhookConfiguration (off: someone else does)."""
+    rotation: RotationPolicy = field(default_factory=RotationPolicy)
+    """Certificate lifetimes and renewal."""
+    check_interval_s: float = 60.0
+    """Re-check certificates and the configuration at least this often."""
+    retry_interval_s: float = 5.0
+    """After a failed certificate or configuration update, retry this soon."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Larger request bodies are refused with 413."""
+    shutdown_timeout_s: float = 10.0
+    """On stop, wait this long for reviews in flight."""
+
+    @property
+    def service_dns_names(self) -> tuple[str, ...]:
+        svc, ns = self.configuration.service_name, self.namespace
+        names = (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}")
+        return tuple(dict.fromkeys((*names, *self.dns_names)))
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
+    """Read the component's options; an unknown mode or failure policy raises ``ValueError`` (start-up error).
+
+    Options: ``webhook_mode`` (advisory|enforcing), ``webhook_host``, ``webhook_port``, ``webhook_namespace``
+    (else ``lease_namespace``, else dorgu-system), ``webhook_secret_name``, ``webhook_service_name``,
+    ``webhook_service_port``, ``webhook_url``, ``webhook_dns_names``, ``webhook_ip_addresses`` (lists or
+    comma-separated), ``webhook_cluster_domain``, ``webhook_configuration_name``,
+    ``webhook_manage_configuration``, ``webhook_advisory_failure_policy``,
+    ``webhook_enforcing_failure_policy``, ``webhook_timeout_seconds``, ``webhook_ca_validity_s``,
+    ``webhook_serving_validity_s``, ``webhook_renew_fraction``, ``webhook_ca_propagation_s``,
+    ``webhook_backdate_s``, ``webhook_check_interval_s``, ``webhook_retry_interval_s``.
+    """
+    o = options
+    mode = parse_mode(str(o.get("webhook_mode", "advisory")))
+    policies = {}
+    for key, default in (("advisory", "Ignore"), ("enforcing", "Fail")):
+        value = str(o.get(f"webhook_{key}_failure_policy") or default)
+        if value not in ("Ignore", "Fail"):
+            raise ValueError(f"webhook_{key}_failure_policy must be Ignore or Fail, not {value!r}")
+        policies[key] = value
+    namespace = str(o.get("webhook_namespace") or o.get("lease_namespace") or "dorgu-system")
+    base = RotationPolicy()
+
+    def seconds(key: str, default: dt.timedelta) -> dt.timedelta:
+        value = o.get(key)
+        return default if value is None else dt.timedelta(seconds=float(value))
+
+    rotation = RotationPolicy(
+        ca_validity=seconds("webhook_ca_validity_s", base.ca_validity),
+        serving_validity=seconds("webhook_serving_validity_s", base.serving_validity),
+        renew_fraction=float(o.get("webhook_renew_fraction", base.renew_fraction)),
+        ca_propagation=seconds("webhook_ca_propagation_s", base.ca_propagation),
+        backdate=seconds("webhook_backdate_s", base.backdate),
+    )
+    if not 0 < rotation.renew_fraction < 1:
+        raise ValueError("webhook_renew_fraction must lie between 0 and 1")
+    configuration = ConfigurationSettings(
+        name=str(o.get("webhook_configuration_name") or ConfigurationSettings.name),
+        default_mode=mode,
+        advisory_failure_policy=policies["advisory"],
+        enforcing_failure_policy=policies["enforcing"],
+        timeout_seconds=int(o.get("webhook_timeout_seconds", 5)),
+        url=o.get("webhook_url") or None,
+        service_name=str(o.get("webhook_service_name") or ConfigurationSettings.service_name),
+        service_namespace=namespace,
+        service_port=int(o.get("webhook_service_port", 443)),
+    )
+    return WebhookSettings(
+        mode=mode,
+        host=str(o.get("webhook_host") or "0.0.0.0"),
+        port=int(o.get("webhook_port", 9443)),
+        namespace=namespace,
+        secret_name=str(o.get("webhook_secret_name") or "dorgu-webhook-certs"),
+        dns_names=_strings(o.get("webhook_dns_names")),
+        ip_addresses=_strings(o.get("webhook_ip_addresses")),
+        cluster_domain=str(o.get("webhook_cluster_domain") or "cluster.local"),
+        configuration=configuration,
+        manage_configuration=bool(o.get("webhook_manage_configuration", True)),
+        rotation=rotation,
+        check_interval_s=float(o.get("webhook_check_interval_s", 60.0)),
+        retry_interval_s=float(o.get("webhook_retry_interval_s", 5.0)),
+    )
+
+
+# --------------------------------------------------------------------------- caches
+
+
+def _persona_index(p: ApplicationPersona) -> list[str]:
+    return [f"{p.metadata.namespace}/{p.spec.name}"]
+
+
+def _slim_persona(p: ApplicationPersona) -> ApplicationPersona:
+    """Keep only what a review reads (the spec): status and managedFields are large and never used."""
+    meta = p.metadata
+    slim_meta = msgspec.structs.replace(meta, managed_fields=None, annotations=None)
+    return msgspec.structs.replace(p, metadata=slim_meta, status=None)
+
+
+def _slim_namespace(n: Namespace) -> Namespace:
+    return Namespace(metadata=ObjectMeta(name=n.metadata.name, labels=n.metadata.labels))
+
+
+def _persona_name(p: ApplicationPersona) -> str:
+    return p.metadata.name or ""
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class WebhookServer:
+    """The webhook of one replica: caches on ``manager``, the review core, TLS, the HTTP server."""
+
+    def __init__(
+        self,
+        manager: Manager,
+        settings: WebhookSettings,
+        *,
+        set_ready: Callable[[bool], None] = lambda ready: None,
+    ) -> None:
+        self.manager = manager
+        self.settings = settings
+        self._set_ready = set_ready
+        self.personas: Informer[ApplicationPersona] = manager.informer(
+            PERSONAS, ApplicationPersona, indexers={BY_SPEC_NAME: _persona_index}, transform=_slim_persona
+        )
+        self.namespaces: Informer[Namespace] = manager.informer(
+            NAMESPACES, Namespace, transform=_slim_namespace
+        )
+        self.secrets: Informer[Secret] = manager.informer(
+            SECRETS, Secret, namespace=settings.namespace, label_selector=SECRET_SELECTOR
+        )
+        self.reviewer = Reviewer(
+            mode=settings.mode, personas=self._lookup, namespace_mode=self._namespace_mode
+        )
+        self.tls = TlsReloader()
+        self.certs = CertificateStore(
+            manager.client,
+            name=settings.secret_name,
+            namespace=settings.namespace,
+            policy=settings.rotation,
+            dns_names=settings.service_dns_names,
+            ip_addresses=settings.ip_addresses,
+            cached=lambda: self.secrets.store.get(f"{settings.namespace}/{settings.secret_name}"),
+        )
+        self.configuration = ConfigurationKeeper(manager.client, settings.configuration)
+        self._secret_changed = asyncio.Event()
+        self.secrets.add_handlers(
+            Handlers(
+                on_add=lambda s: self._secret_changed.set(),
+                on_update=lambda old, new: self._secret_changed.set(),
+                on_delete=lambda s: self._secret_changed.set(),
+            )
+        )
+        self.material: ServingMaterial | None = None
+        """The material being served."""
+        self.port: int | None = None
+        """The port listened on (when ``settings.port`` is 0, the one the OS chose)."""
+        self.reviews = 0
+        """Reviews answered (any status)."""
+        self.listening = asyncio.Event()
+        self._latency = metrics.WEBHOOK_LATENCY.labels(PATH)
+        self._in_flight = metrics.WEBHOOK_IN_FLIGHT.labels(PATH)
+        self._requests: dict[int, Any] = {}
+
+    # -- lookups over the caches ---------------------------------------------------------------------------
+
+    def _lookup(self, namespace: str, app: str) -> list[ApplicationPersona]:
+        found = self.personas.store.by_index(BY_SPEC_NAME, f"{namespace}/{app}")
+        if len(found) > 1:
+            found.sort(key=_persona_name)
+        return found
+
+    def _namespace_mode(self, namespace: str) -> Mode | None:
+        ns = self.namespaces.store.get(namespace)
+        value = ((ns.metadata.labels or {}).get(MODE_LABEL) if ns is not None else None) or ""
+        if value in (Mode.ADVISORY.value, Mode.ENFORCING.value):
+            return Mode(value)
+        return None  # no label, or an unknown value: the default mode (the configuration agrees)
+
+    # -- HTTP ----------------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app.router.add_post(PATH, self._handle)
+        return app
+
+    def _count(self, status: int) -> None:
+        child = self._requests.get(status)
+        if child is None:
+            child = self._requests[status] = metrics.WEBHOOK_REQUESTS.labels(PATH, str(status))
+        child.inc()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        start = time.perf_counter()
+        self._in_flight.inc()
+        try:
+            if (request.content_length or 0) > self.settings.max_body_bytes:
+                response = self._too_large()
+            else:
+                try:
+                    body = await request.read()
+                except web.HTTPRequestEntityTooLarge:
+                    response = self._too_large()
+                else:
+                    reply = self.reviewer.review(body)
+                    if reply.status >= 500:
+                        metrics.WEBHOOK_PANICS.inc()
+                    response = web.Response(
+                        status=reply.status, body=reply.body, content_type="application/json"
+                    )
+            self.reviews += 1
+            self._count(response.status)
+            return response
+        finally:
+            self._in_flight.dec()
+            self._latency.observe(time.perf_counter() - start)
+
+    def _too_large(self) -> web.Response:
+        message = f"request body is larger than {self.settings.max_body_bytes} bytes"
+        return web.json_response({"kind": "Status", "code": 413, "message": message}, status=413)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run after the caches synced: certificates, listen, configuration, then keep certificates fresh."""
+        s = self.settings
+        self.material = await self.certs.ensure()
+        self.tls.load(self.material)
+        runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=s.shutdown_timeout_s)
+        await runner.setup()
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((s.host, s.port))
+            self.port = int(sock.getsockname()[1])
+            site = web.SockSite(runner, sock, ssl_context=self.tls.context, backlog=1024)
+            await site.start()
+            self.listening.set()
+            log.info("webhook listening", extra={"host": s.host, "port": self.port, "mode": s.mode.value})
+            if s.manage_configuration:
+                await self._ensure_configuration(self.material)
+            self._set_ready(True)
+            await self._keep_certificates()
+        finally:
+            self._set_ready(False)
+            await runner.cleanup()
+            self.tls.close()
+
+    async def _ensure_configuration(self, material: ServingMaterial) -> None:
+        """Retry until written: the replica is not ready before the API server knows how to call it."""
+        attempt = 0
+        while True:
+            try:
+                await self.configuration.ensure(material.ca_bundle_pem)
+                return
+            except Exception as e:
+                if attempt % 10 == 0:
+                    log.warning("could not write the webhook configuration (retrying): %s", e)
+                attempt += 1
+                await asyncio.sleep(self.settings.retry_interval_s)
+
+    async def _keep_certificates(self) -> None:
+        s = self.settings
+        while True:
+            assert self.material is not None
+            wait = s.check_interval_s
+            with contextlib.suppress(Exception):
+                due = next_due(self.material, s.rotation)
+                wait = min(wait, max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._secret_changed.wait(), timeout=wait)
+            self._secret_changed.clear()
+            try:
+                material = await self.certs.ensure()
+                if self.tls.load(material):
+                    log.info(
+                        "serving a new certificate", extra={"fingerprint": self.tls.fingerprint.hex()[:16]}
+                    )
+                self.material = material
+                if s.manage_configuration:
+                    await self.configuration.ensure(material.ca_bundle_pem)
+            except Exception as e:
+                log.warning("certificate or configuration update failed (retrying): %s", e)
+                await asyncio.sleep(s.retry_interval_s)
+
+
+def build(ctx: ComponentContext) -> tuple[Manager, WebhookServer]:
+    """The replica's Manager (no leader election) and server, wired to ``ctx``; :func:`run` runs them."""
+    settings = settings_from_options(ctx.options)  # a bad mode fails the start, loudly
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
+
+    # Readiness is the server's to report (once it listens with a certificate); the Manager's "caches
+    # synced" is only a precondition, so only its "not ready" is passed on.
+    def caches(ready: bool) -> None:
+        if not ready:
+            ctx.set_ready(False)
+
+    manager = Manager(connection=connection, leader_election=None, set_ready=caches)
+    server = WebhookServer(manager, settings, set_ready=ctx.set_ready)
+    # With no leader election, "leader" runnables start on every replica once the caches have synced.
+    manager.add_runnable(server.serve, leader_elected=True)
+    return manager, server
+
+
+async def run(ctx: ComponentContext) -> None:
+    """The component's entry point (a child process of the supervisor; never leader-gated)."""
+    manager, _ = build(ctx)
+    await manager.run(ctx.stopping)

@@ -1,0 +1,672 @@
+"""The operator's WebSocket server (component ``websocket``): live persona/cluster/event streams and queries.
+
+Protocol: :mod:`dorgu.domain.protocol` (the original's, versioned, with its bugs fixed). Rules this server
+keeps:
+
+* **Every replica runs it** (no leader election) and answers from its **own informer caches** of
+  ApplicationPersonas, ClusterPersonas and the Kubernetes Events about ApplicationPersonas; it never writes
+  to the cluster (``validate`` is a dry run on the manifest the client sends).
+* Routes: ``GET /ws`` (upgrade; 405 for other methods, 400 without upgrade headers, 401 without an accepted
+  token), ``/health`` → ``ok`` for any method, anything else 404.
+* Heartbeat: a ping every ``heartbeat_s``; a peer that does not answer within half of that is dropped.
+* Inbound messages over 512 KiB close the connection with 1009; WebSocket protocol violations close it with
+  1002 (aiohttp); a message that does not decode gets an ``error`` (``invalid_message``, or
+  ``unknown_message_type`` for an unknown ``type``) and the connection stays open.
+* Messages of one connection are handled in arrival order; replies and events share the connection's
+  bounded queue (:mod:`webhook.ws_hub`), so a reply is never overtaken by an event queued after it.
+* Every ``error`` echoes the ``requestId`` of the message it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from dorgu.domain import protocol as p
+from dorgu.domain.kube import Deployment
+from dorgu.domain.rules import deployment_app_name, error_count, validate
+from dorgu.domain.types import ApplicationPersona, ClusterPersona
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.errors import ApiError
+from dorgu.runtime.informer import Handlers, Informer
+from dorgu.runtime.manager import Manager
+from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.resource import Resource
+from dorgu.runtime.store import NAMESPACE_INDEX, object_key
+from webhook.ws_auth import Authenticator, AuthSettings, Unauthenticated, User
+from webhook.ws_hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
+
+log = logging.getLogger("dorgu.websocket")
+
+PERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
+)
+CLUSTERPERSONAS = Resource(
+    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
+)
+EVENTS = Resource(group="", version="v1", plural="events", kind="Event", namespaced=True)
+EVENTS_FIELD_SELECTOR = "involvedObject.kind=ApplicationPersona"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSocketSettings:
+    """How the WebSocket server listens and behaves."""
+
+    host: str = "0.0.0.0"
+    """Address to listen on."""
+    port: int = 9090
+    """Port to listen on (the original's default)."""
+    auth: str = "token"
+    """``token``: TokenReview + SubjectAccessReview; ``none``: no checks (local development only)."""
+    heartbeat_s: float = 30.0
+    """Ping interval; a peer silent for half of it after a ping is disconnected."""
+    sync_wait_s: float = 10.0
+    """How long a subscribe/request waits for the caches to sync before answering ``not_ready``."""
+    tls_cert_file: str | None = None
+    """PEM serving certificate (e.g. from ``certs.pki.make_serving_cert``); None: plain ``ws://``."""
+    tls_key_file: str | None = None
+    """PEM private key of ``tls_cert_file``."""
+    hub: HubSettings = field(default_factory=HubSettings)
+    """Ring and queue sizes."""
+    auth_cache_ttl_s: float = 30.0
+    """How long TokenReview/SubjectAccessReview answers are reused."""
+
+    @classmethod
+    def from_options(cls, o: Any) -> WebSocketSettings:
+        addr = str(o.get("websocket_addr") or "")
+        host, _, port = addr.rpartition(":")
+        return cls(
+            host=host or str(o.get("ws_host", "0.0.0.0")),
+            port=int(port) if port.isdigit() else int(o.get("ws_port", 9090)),
+            auth=str(o.get("ws_auth", "token")),
+            heartbeat_s=float(o.get("ws_heartbeat_s", 30.0)),
+            tls_cert_file=o.get("ws_tls_cert_file"),
+            tls_key_file=o.get("ws_tls_key_file"),
+            hub=HubSettings(
+                ring_size=int(o.get("ws_ring_size", 4096)), queue_size=int(o.get("ws_queue_size", 1024))
+            ),
+            auth_cache_ttl_s=float(o.get("ws_auth_cache_ttl_s", 30.0)),
+        )
+
+
+# --------------------------------------------------------------------------- cached types
+
+
+class _InvolvedObject(msgspec.Struct, rename="camel", kw_only=True):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+class KubeEvent(msgspec.Struct, rename="camel", kw_only=True):
+    """Partial core/v1 Event (what the ``events`` topic shows)."""
+
+    metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
+    involved_object: _InvolvedObject = msgspec.field(default_factory=_InvolvedObject)
+    reason: str | None = None
+    message: str | None = None
+    type: str | None = None
+    count: int | None = None
+    last_timestamp: str | None = None
+    event_time: str | None = None
+
+
+def _slim(obj: Any) -> Any:
+    """Drop managedFields from cached objects (never read here)."""
+    if obj.metadata.managed_fields is None:
+        return obj
+    return msgspec.structs.replace(obj, metadata=msgspec.structs.replace(obj.metadata, managed_fields=None))
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def persona_state(ap: ApplicationPersona, cls: type[Any] = p.PersonaState, **extra: Any) -> Any:
+    st = ap.status
+    v = st.validation if st else None
+    summary = None
+    if v is not None:
+        issues = v.issues or []
+        summary = p.ValidationSummary(
+            passed=v.passed, issue_count=len(issues), error_count=error_count(issues)
+        )
+    return cls(
+        namespace=ap.metadata.namespace or "",
+        name=ap.metadata.name or "",
+        resource_version=ap.metadata.resource_version,
+        app_name=ap.spec.name,
+        type=ap.spec.type,
+        tier=ap.spec.tier,
+        phase=st.phase if st else None,
+        health=st.health.status if st and st.health else None,
+        health_message=st.health.message if st and st.health else None,
+        validation=summary,
+        observed_generation=st.observed_generation if st else None,
+        labels=ap.metadata.labels,
+        **extra,
+    )
+
+
+def persona_summary(ap: ApplicationPersona) -> p.PersonaSummary:
+    st = ap.status
+    return p.PersonaSummary(
+        namespace=ap.metadata.namespace or "",
+        name=ap.metadata.name or "",
+        app_name=ap.spec.name or "",
+        type=ap.spec.type or "",
+        tier=ap.spec.tier or "",
+        phase=(st.phase if st else None) or "",
+        health=(st.health.status if st and st.health else None) or "",
+    )
+
+
+def _node_names(cp: ClusterPersona) -> list[str]:
+    return sorted(n.name for n in ((cp.status.nodes if cp.status else None) or []))
+
+
+def cluster_state(cp: ClusterPersona, cls: type[Any] = p.ClusterState, **extra: Any) -> Any:
+    st = cp.status
+    nodes = _node_names(cp)
+    return cls(
+        name=cp.metadata.name or "",
+        resource_version=cp.metadata.resource_version,
+        phase=st.phase if st else None,
+        node_count=len(nodes) if st and st.nodes is not None else (st.node_count if st else None),
+        application_count=st.application_count if st else None,
+        nodes=nodes,
+        **extra,
+    )
+
+
+def cluster_summary(cp: ClusterPersona) -> p.ClusterSummary:
+    st = cp.status
+    addons = [a.name for a in ((st.addons if st else None) or []) if a.installed]
+    return p.ClusterSummary(
+        name=cp.spec.name or "",
+        environment=cp.spec.environment or "",
+        phase=(st.phase if st else None) or "",
+        kubernetes_version=(st.kubernetes_version if st else None) or "",
+        platform=(st.platform if st else None) or "",
+        node_count=len(_node_names(cp)),
+        application_count=(st.application_count if st else None) or 0,
+        addons=addons or None,
+    )
+
+
+def event_state(ev: KubeEvent, cls: type[Any] = p.KubeEventState, **extra: Any) -> Any:
+    return cls(
+        namespace=ev.metadata.namespace or "",
+        name=ev.metadata.name or "",
+        resource_version=ev.metadata.resource_version,
+        persona=ev.involved_object.name,
+        reason=ev.reason,
+        message=ev.message,
+        type=ev.type,
+        count=ev.count,
+        last_timestamp=ev.last_timestamp or ev.event_time,
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class _Fail(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WebSocketServer:
+    """Informers → topics → connections; plus the request handlers. Build inside a running loop."""
+
+    def __init__(self, manager: Manager, settings: WebSocketSettings) -> None:
+        self.s = settings
+        self.m = manager
+        self.server_id = f"{uuid.uuid4().hex[:12]}-{os.getpid()}"
+        """This instance; a client resuming from another instance gets a snapshot."""
+        self.auth = Authenticator(
+            manager.client, AuthSettings(mode=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s)
+        )
+        self.personas: Informer[ApplicationPersona] = manager.informer(
+            PERSONAS, ApplicationPersona, transform=_slim
+        )
+        self.clusters: Informer[ClusterPersona] = manager.informer(
+            CLUSTERPERSONAS, ClusterPersona, transform=_slim
+        )
+        # Events need a field selector, which Manager.informer does not take: run it as a runnable.
+        self.events: Informer[KubeEvent] = Informer(
+            manager.client, EVENTS, item_type=KubeEvent, field_selector=EVENTS_FIELD_SELECTOR,
+            transform=_slim, settings=manager.informer_settings, clock=manager.clock,
+        )  # fmt: skip
+        manager.add_runnable(self.events.run, leader_elected=False)
+        self.informers: dict[str, Informer[Any]] = {
+            p.TOPIC_PERSONAS: self.personas,
+            p.TOPIC_CLUSTER: self.clusters,
+            p.TOPIC_EVENTS: self.events,
+        }
+        self.topics: dict[str, Topic] = {
+            p.TOPIC_PERSONAS: self._topic(p.TOPIC_PERSONAS, self.personas, persona_state, _ns_filter),
+            p.TOPIC_CLUSTER: self._topic(p.TOPIC_CLUSTER, self.clusters, cluster_state, _ns_filter),
+            p.TOPIC_EVENTS: self._topic(p.TOPIC_EVENTS, self.events, event_state, _event_filter),
+        }
+        self.personas.add_handlers(self._handlers(p.TOPIC_PERSONAS, self._persona_change))
+        self.clusters.add_handlers(self._handlers(p.TOPIC_CLUSTER, self._cluster_change))
+        self.events.add_handlers(self._handlers(p.TOPIC_EVENTS, self._event_change))
+        self.connections: set[Connection] = set()
+        self.port: int | None = None
+
+    def _topic(self, name: str, inf: Informer[Any], state: Any, flt: Any) -> Topic:
+        def source(f: Filter) -> list[tuple[str, Any]]:
+            # A namespace filter reads only that namespace's index entry (cost ~ the answer, not the cache).
+            objs = inf.store.by_index(NAMESPACE_INDEX, f.namespace) if f.namespace else inf.store.list()
+            return [(object_key(o), state(o)) for o in objs if flt(f, o)]
+
+        return Topic(
+            name, settings=self.s.hub, server_id=self.server_id,
+            snapshot_source=source, current_rv=lambda: inf.last_sync_rv,
+        )  # fmt: skip
+
+    # -- informer → topic -----------------------------------------------------------------------------------
+
+    def _handlers(self, topic: str, change: Any) -> Handlers[Any]:
+        inf = self.informers[topic]
+
+        def on_add(obj: Any) -> None:
+            if inf.has_synced():  # the initial LIST is the base state, not changes
+                change(None, obj, p.CREATED)
+
+        def on_update(old: Any, new: Any) -> None:
+            if old.metadata.resource_version != new.metadata.resource_version:
+                change(old, new, p.UPDATED)
+
+        def on_delete(obj: Any) -> None:
+            change(None, obj, p.DELETED)
+
+        return Handlers(on_add=on_add, on_update=on_update, on_delete=on_delete)
+
+    def _publish(self, topic: str, obj: Any, payload: Any, *, name: str | None = None) -> None:
+        meta = obj.metadata
+        change = make_change(
+            rv=meta.resource_version or "", namespace=meta.namespace, name=name or meta.name or "",
+            labels=meta.labels, payload=payload,
+        )  # fmt: skip
+        self.topics[topic].publish(change)
+
+    def _persona_change(self, old: Any, obj: ApplicationPersona, kind: str) -> None:
+        self._publish(p.TOPIC_PERSONAS, obj, persona_state(obj, p.PersonaEvent, event_type=kind))
+
+    def _cluster_change(self, old: ClusterPersona | None, obj: ClusterPersona, kind: str) -> None:
+        if kind == p.UPDATED and old is not None:
+            before, after = set(_node_names(old)), set(_node_names(obj))
+            if before != after:
+                # The original's node events: one per direction, then the plain update below.
+                if after - before:
+                    self._publish(
+                        p.TOPIC_CLUSTER, obj, cluster_state(obj, p.ClusterEvent, event_type=p.NODE_ADDED)
+                    )
+                if before - after:
+                    self._publish(
+                        p.TOPIC_CLUSTER, obj, cluster_state(obj, p.ClusterEvent, event_type=p.NODE_REMOVED)
+                    )
+                return
+        self._publish(p.TOPIC_CLUSTER, obj, cluster_state(obj, p.ClusterEvent, event_type=kind))
+
+    def _event_change(self, old: Any, obj: KubeEvent, kind: str) -> None:
+        self._publish(
+            p.TOPIC_EVENTS, obj, event_state(obj, p.KubeEventEvent, event_type=kind),
+            name=obj.involved_object.name or "",
+        )  # fmt: skip
+
+    # -- HTTP -----------------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=p.MAX_MESSAGE_BYTES)
+        app.router.add_get("/ws", self._ws)
+        app.router.add_route("*", "/health", self._health)
+        return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        try:
+            user = await self.auth.authenticate(request.headers.get("Authorization"))
+        except Unauthenticated as e:
+            return web.json_response({"code": p.UNAUTHORIZED, "message": str(e)}, status=401)
+        except (ApiError, OSError, TimeoutError) as e:
+            log.warning("TokenReview failed: %s", e)
+            return web.json_response(
+                {"code": p.UNAUTHORIZED, "message": f"TokenReview failed: {e}"}, status=503
+            )
+        ws = web.WebSocketResponse(
+            protocols=(p.SUBPROTOCOL_MSGPACK,), max_msg_size=p.MAX_MESSAGE_BYTES,
+            heartbeat=self.s.heartbeat_s, compress=False, decode_text=False,
+        )  # fmt: skip
+        await ws.prepare(request)
+        msgpack = ws.ws_protocol == p.SUBPROTOCOL_MSGPACK
+        opcode = WSMsgType.BINARY if msgpack else WSMsgType.TEXT
+
+        async def send(frame: bytes) -> None:
+            await ws.send_frame(frame, opcode)
+
+        conn = Connection(
+            codec=p.Codec(msgpack=msgpack), send=send, settings=self.s.hub, peer=str(request.remote)
+        )
+        self.connections.add(conn)
+        writer = asyncio.create_task(conn.writer())
+
+        closers: set[asyncio.Future[Any]] = set()
+
+        def writer_done(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:  # a failed send ends the connection
+                closers.add(asyncio.ensure_future(ws.close()))
+
+        writer.add_done_callback(writer_done)
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self.handle(conn, user, msg.data, binary=msg.type == WSMsgType.BINARY)
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            conn.close()
+            self.connections.discard(conn)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+            await ws.close()
+        return ws
+
+    # -- messages -------------------------------------------------------------------------------------------
+
+    def _reply(self, conn: Connection, msg: p.Message) -> None:
+        conn.push_frame(conn.codec.encode(msg))
+
+    def _error(
+        self, conn: Connection, request_id: str | None, topic: str | None, code: str, message: str
+    ) -> None:
+        self._reply(
+            conn,
+            p.Error(
+                topic=topic, request_id=request_id, payload=p.ErrorBody(code=code, message=message),
+                timestamp=p.rfc3339_now(),
+            ),
+        )  # fmt: skip
+
+    async def handle(self, conn: Connection, user: User, data: bytes, *, binary: bool) -> None:
+        try:
+            msg = conn.codec.decode(data, binary=binary)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            loose = conn.codec.salvage(data, binary=binary)
+            rid = loose.request_id if loose and isinstance(loose.request_id, str) else None
+            topic = loose.topic if loose and isinstance(loose.topic, str) else None
+            if loose and isinstance(loose.type, str) and loose.type not in _TYPES:
+                self._error(conn, rid, topic, p.UNKNOWN_MESSAGE_TYPE, f"Unknown message type: {loose.type}")
+            else:
+                self._error(conn, rid, topic, p.INVALID_MESSAGE, f"message does not decode: {e}")
+            return
+        try:
+            if isinstance(msg, p.Subscribe):
+                await self._subscribe(conn, user, msg)
+            elif isinstance(msg, p.Unsubscribe):
+                self._unsubscribe(conn, msg)
+            elif isinstance(msg, p.Request):
+                await self._request(conn, user, msg)
+            else:
+                self._error(conn, msg.request_id, msg.topic, p.UNKNOWN_MESSAGE_TYPE,
+                            f"Unknown message type: {_type_of(msg)}")  # fmt: skip
+        except _Fail as f:
+            self._error(conn, msg.request_id, msg.topic, f.code, str(f))
+        except msgspec.ValidationError as e:
+            self._error(conn, msg.request_id, msg.topic, p.INVALID_REQUEST, f"invalid payload: {e}")
+        except (ApiError, OSError, TimeoutError) as e:
+            self._error(conn, msg.request_id, msg.topic, p.LIST_FAILED, f"API server: {e}")
+        except Exception as e:  # a bug must not cost the client its connection: answer, log, go on
+            log.exception("handling a %s message failed", _type_of(msg))
+            self._error(conn, msg.request_id, msg.topic, p.INTERNAL_ERROR, f"internal error: {e}")
+
+    async def _synced(self, topic: str) -> None:
+        inf = self.informers[topic]
+        if inf.has_synced():
+            return
+        try:
+            await asyncio.wait_for(inf.wait_for_sync(), self.s.sync_wait_s)
+        except TimeoutError:
+            raise _Fail(p.NOT_READY, f"the server's {topic} cache has not synced yet; retry") from None
+
+    async def _authorize(self, user: User, topic: str, namespace: str | None) -> None:
+        if topic == p.TOPIC_CLUSTER:
+            ok = await self.auth.may(user, resource="clusterpersonas", namespace=None)
+            what = "clusterpersonas"
+        else:
+            ok = await self.auth.may(user, resource="applicationpersonas", namespace=namespace)
+            what = f"applicationpersonas in {'namespace ' + namespace if namespace else 'all namespaces'}"
+        if not ok:
+            raise _Fail(p.FORBIDDEN, f"user {user.username!r} may not list and watch {what}")
+
+    async def _subscribe(self, conn: Connection, user: User, msg: p.Subscribe) -> None:
+        topic = msg.topic or ""
+        if topic not in self.topics:
+            raise _Fail(p.UNKNOWN_TOPIC, f"Unknown topic: {topic}")
+        opts: p.SubscribeOptions = p.payload_as(msg.payload, p.SubscribeOptions)
+        flt = _filter(opts)
+        await self._authorize(user, topic, opts.namespace)
+        await self._synced(topic)
+        t = self.topics[topic]
+        # From here to the end: no await, so no change can fall between the response and the live stream.
+        old = conn.subs.pop(topic, None)
+        if old is not None:
+            t.unsubscribe(old)
+        sub = Subscription(conn, t, flt)
+        conn.subs[topic] = sub
+        mode = None
+        if opts.resource_version is not None:
+            known = opts.server_id == self.server_id and t.ring.after(opts.resource_version) is not None
+            mode = "replay" if known else "snapshot"
+        self._reply(
+            conn,
+            p.Response(
+                topic=topic, request_id=msg.request_id, timestamp=p.rfc3339_now(),
+                payload=p.Subscribed(status="subscribed", topic=topic, server_id=self.server_id,
+                                     protocol_version=p.PROTOCOL_VERSION, resume=mode),
+            ),
+        )  # fmt: skip
+        t.subscribe(sub, resume_rv=opts.resource_version, server_id=opts.server_id)
+
+    def _unsubscribe(self, conn: Connection, msg: p.Unsubscribe) -> None:
+        topic = msg.topic or ""
+        sub = conn.subs.pop(topic, None)
+        if sub is not None:
+            sub.topic.unsubscribe(sub)
+        self._reply(
+            conn,
+            p.Response(
+                topic=topic, request_id=msg.request_id, timestamp=p.rfc3339_now(),
+                payload=p.Subscribed(status="unsubscribed", topic=topic, server_id=self.server_id,
+                                     protocol_version=p.PROTOCOL_VERSION),
+            ),
+        )  # fmt: skip
+
+    async def _request(self, conn: Connection, user: User, msg: p.Request) -> None:
+        topic = msg.topic or ""
+        if topic == p.TOPIC_PERSONAS:
+            payload = await self._persona_request(user, msg.payload)
+        elif topic == p.TOPIC_CLUSTER:
+            payload = await self._cluster_request(user, msg.payload)
+        else:
+            raise _Fail(p.UNKNOWN_TOPIC, f"Unknown topic: {topic}")
+        self._reply(
+            conn,
+            p.Response(topic=topic, request_id=msg.request_id, payload=payload, timestamp=p.rfc3339_now()),
+        )
+
+    async def _persona_request(self, user: User, raw: Any) -> Any:
+        # The original ignored a payload that is not an object ("all namespaces"): kept.
+        q: p.PersonaQuery = p.payload_as(raw if isinstance(raw, dict) else None, p.PersonaQuery)
+        action = q.action or ("get" if q.name else "list")
+        if action == "validate":
+            return await self._validate(user, q)
+        if action not in ("list", "get"):
+            raise _Fail(p.INVALID_REQUEST, f"unknown action {action!r} (list, get or validate)")
+        await self._authorize(user, p.TOPIC_PERSONAS, q.namespace)
+        await self._synced(p.TOPIC_PERSONAS)
+        if action == "get":
+            if not q.namespace or not q.name:
+                raise _Fail(p.INVALID_REQUEST, "get needs namespace and name")
+            ap = self.personas.store.get(f"{q.namespace}/{q.name}")
+            if ap is None:
+                raise _Fail(
+                    p.NOT_FOUND, f"ApplicationPersona '{q.name}' not found in namespace '{q.namespace}'"
+                )
+            return {"persona": msgspec.to_builtins(ap), "summary": persona_state(ap)}
+        flt = Filter(namespace=q.namespace or None, selector=_selector(q.label_selector))
+        items = sorted(
+            (ap for ap in self.personas.store.list() if _ns_filter(flt, ap)),
+            key=lambda ap: (ap.metadata.namespace or "", ap.metadata.name or ""),
+        )
+        return {"personas": [persona_summary(ap) for ap in items]}
+
+    async def _validate(self, user: User, q: p.PersonaQuery) -> Any:
+        if not isinstance(q.deployment, dict):
+            raise _Fail(p.INVALID_REQUEST, "validate needs 'deployment': a Deployment manifest (a mapping)")
+        try:
+            dep = msgspec.convert(q.deployment, Deployment)
+        except msgspec.ValidationError as e:
+            raise _Fail(p.INVALID_REQUEST, f"the Deployment manifest is invalid: {e}") from None
+        ns = q.namespace or dep.metadata.namespace or "default"
+        await self._authorize(user, p.TOPIC_PERSONAS, ns)
+        await self._synced(p.TOPIC_PERSONAS)
+        if q.name:
+            ap = self.personas.store.get(f"{ns}/{q.name}")
+            if ap is None:
+                raise _Fail(p.NOT_FOUND, f"ApplicationPersona '{q.name}' not found in namespace '{ns}'")
+            personas = [ap]
+        else:
+            app = deployment_app_name(dep)
+            personas = sorted(
+                (x for x in self.personas.store.by_index(NAMESPACE_INDEX, ns) if app and x.spec.name == app),
+                key=lambda x: x.metadata.name or "",
+            )
+        results = []
+        for ap in personas:
+            issues = validate(ap.spec, [dep])
+            results.append(
+                p.ValidationResult(
+                    namespace=ns,
+                    persona=ap.metadata.name or "",
+                    passed=error_count(issues) == 0,
+                    issue_count=len(issues),
+                    issues=msgspec.to_builtins(issues),
+                )
+            )
+        return {"appName": deployment_app_name(dep) or "", "namespace": ns, "results": results}
+
+    async def _cluster_request(self, user: User, raw: Any) -> Any:
+        q: p.ClusterQuery = p.payload_as(raw if isinstance(raw, dict) else None, p.ClusterQuery)
+        await self._authorize(user, p.TOPIC_CLUSTER, None)
+        await self._synced(p.TOPIC_CLUSTER)
+        items = sorted(self.clusters.store.list(), key=lambda c: c.metadata.name or "")
+        if not items:
+            raise _Fail(p.NOT_FOUND, "No ClusterPersona found")
+        if q.name:
+            found = [c for c in items if c.metadata.name == q.name]
+            if not found:
+                raise _Fail(p.NOT_FOUND, f"ClusterPersona '{q.name}' not found")
+            return cluster_summary(found[0])
+        return cluster_summary(items[0])
+
+    # -- serving --------------------------------------------------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.s.tls_cert_file:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.s.tls_cert_file, self.s.tls_key_file)
+        return ctx
+
+    async def serve(self, stop: asyncio.Event, ready: Any = None) -> None:
+        """Listen until ``stop``; report ready once listening and every cache has synced."""
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.s.host, self.s.port, ssl_context=self.ssl_context())
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.s.port
+        log.info(
+            "serving websocket",
+            extra={"port": self.port, "auth": self.s.auth, "tls": bool(self.s.tls_cert_file),
+                   "server_id": self.server_id},
+        )  # fmt: skip
+        try:
+            await asyncio.gather(*(i.wait_for_sync() for i in self.informers.values()))
+            if ready:
+                ready(True)
+            await stop.wait()
+        finally:
+            if ready:
+                ready(False)
+            for c in list(self.connections):
+                c.close()
+            await runner.cleanup()
+
+
+_TYPES = ("subscribe", "unsubscribe", "request", "response", "event", "error")
+
+
+def _type_of(msg: p.Message) -> str:
+    return {p.Response: "response", p.Event: "event", p.Error: "error"}.get(type(msg), type(msg).__name__)
+
+
+def _selector(text: str | None) -> p.Selector | None:
+    if not text:
+        return None
+    try:
+        return p.Selector(text)
+    except ValueError as e:
+        raise _Fail(p.INVALID_REQUEST, str(e)) from None
+
+
+def _filter(opts: p.SubscribeOptions) -> Filter:
+    return Filter(
+        namespace=opts.namespace or None, name=opts.name or None, selector=_selector(opts.label_selector)
+    )
+
+
+def _ns_filter(f: Filter, obj: Any) -> bool:
+    m = obj.metadata
+    return f.matches(m.namespace, m.name or "", m.labels)
+
+
+def _event_filter(f: Filter, ev: KubeEvent) -> bool:
+    return f.matches(ev.metadata.namespace, ev.involved_object.name or "", ev.metadata.labels)
+
+
+async def run(ctx: ComponentContext) -> None:
+    """The component's entry point (a child process of the supervisor); not leader-gated."""
+    settings = WebSocketSettings.from_options(ctx.options)
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} websocket")
+    manager = Manager(connection=connection)  # no leader election: every replica serves
+    server = WebSocketServer(manager, settings)
+    t0 = time.monotonic()
+    serving = asyncio.create_task(server.serve(ctx.stopping, ready=ctx.set_ready))
+    try:
+        await manager.run(ctx.stopping)
+    finally:
+        ctx.stopping.set()
+        await serving
+        log.info("websocket stopped", extra={"uptime_s": round(time.monotonic() - t0, 1)})
+
+
+__all__ = ["Change", "WebSocketServer", "WebSocketSettings", "run"]
