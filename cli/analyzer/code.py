@@ -141,6 +141,12 @@ _ROUTE_RE = re.compile(
     r"""["'`](/(?:api/)?(?:v\d+/)?(?:_?health(?:z|check)?(?:/(?:live|liveness|ready|readiness))?|readyz?|readiness"""
     r"""|livez?|liveness|ping|actuator/health(?:/liveness|/readiness)?))["'`]"""
 )
+# Django's urlpatterns name routes without the leading slash (and usually with a trailing one):
+# path("healthz/", ...), re_path(r"^ready/?$", ...). The probe path is the URL Django serves: "/healthz/".
+_DJANGO_ROUTE_RE = re.compile(
+    r"""\b(?:re_)?path\(\s*r?["']\^?((?:api/)?(?:v\d+/)?(?:_?health(?:z|check)?|readyz?|readiness|livez?"""
+    r"""|liveness|ping)/?)\??\$?["']"""
+)
 _METRICS_RE = re.compile(r"""["'`](/metrics)["'`]""")
 _PY_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -278,6 +284,8 @@ def analyze_code(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> C
     for _path, text in source_files(root, extensions=SOURCE_EXTENSIONS, on_unreadable=on_unreadable):
         info.files_scanned += 1
         routes.extend(m.group(1) for m in _ROUTE_RE.finditer(text))
+        if framework == "django":
+            routes.extend("/" + m.group(1) for m in _DJANGO_ROUTE_RE.finditer(text))
         if not info.metrics_path and _METRICS_RE.search(text):
             info.metrics_path = "/metrics"
     if framework == "spring-boot" and any("actuator" in d for d in declared):

@@ -12,8 +12,23 @@ import yaml
 from dorgu.envtest import ControlPlane, HarnessClient
 from tests.cli.conftest import FIXTURE_APPS, copy_app
 
-# Argo CD's Application CRD is not installed in the shared control plane; everything else is checked.
-SKIP_KINDS = {"Application"}
+SKIP_KINDS: set[str] = set()
+
+
+@pytest.fixture(scope="module")
+def argo_crd(kube: HarnessClient) -> None:
+    """The real Argo CD Application CRD, so the generated Application is dry-run too."""
+    from dorgu.envtest import ApiError
+    from tests.controllers.test_argocd import crd_installed, install_argo_crd
+
+    if not crd_installed(kube):
+        install_argo_crd(kube)
+    try:
+        kube.post(
+            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "argocd"}}
+        )
+    except ApiError as e:
+        assert e.code == 409
 
 
 @pytest.fixture
@@ -24,7 +39,7 @@ def kubeconfig(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch, cli
 
 @pytest.mark.parametrize("app", FIXTURE_APPS)
 def test_generated_files_pass_server_side_dry_run(
-    app, run_cli, kube: HarnessClient, namespace: str, kubeconfig, tmp_path
+    app, run_cli, kube: HarnessClient, namespace: str, kubeconfig, tmp_path, argo_crd
 ):
     src = copy_app(app, tmp_path / "src")
     # no --kube-version: the HPA's API version comes from discovery (autoscaling/v2beta2 on 1.20)
@@ -45,7 +60,7 @@ def test_generated_files_pass_server_side_dry_run(
             params={"fieldManager": "dorgu-test", "dryRun": "All"},
         )
         checked.append(obj["kind"])
-    assert "Deployment" in checked and "ApplicationPersona" in checked
+    assert "Deployment" in checked and "ApplicationPersona" in checked and "Application" in checked
 
 
 def _persona(kube: HarnessClient, ns: str, name: str):
