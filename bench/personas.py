@@ -1,5 +1,8 @@
 """Benchmark: the ApplicationPersona controller on N personas + Deployments, run as in production.
 
+(`dorgu bench` is the full product version of this script: steady state, idle writes and the ceiling too;
+both seed the same personas and Deployments, from ``cli/bench/workload.py``.)
+
     .venv/bin/python bench/personas.py [--personas 1000] [--json]
 
 It starts its own local control plane, seeds N personas with one matching Deployment each (status written by
@@ -32,66 +35,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cli.bench.workload import DEPLOYMENTS, PERSONAS, deployment, gather_bounded, persona  # noqa: E402
 from dorgu.domain.types import ApplicationPersona  # noqa: E402
 from dorgu.envtest import ControlPlane, ControlPlaneSettings  # noqa: E402
 from dorgu.runtime.client import ApiClient  # noqa: E402
 from dorgu.runtime.informer import Handlers, Informer  # noqa: E402
-from dorgu.runtime.resource import NAMESPACES, Resource  # noqa: E402
+from dorgu.runtime.resource import NAMESPACES  # noqa: E402
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
+__all__ = ["DEPLOYMENTS", "PERSONAS", "deployment", "gather_bounded", "persona"]
 NS = "bench"
-
-
-def persona(i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "dorgu.io/v1",
-        "kind": "ApplicationPersona",
-        "metadata": {"name": f"app{i}"},
-        "spec": {
-            "name": f"app{i}", "type": "api",
-            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
-            "scaling": {"minReplicas": 1, "maxReplicas": 3},
-            "policies": {"security": {}},
-        },
-    }  # fmt: skip
-
-
-def deployment(i: int, image: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"app{i}", "labels": {"app.kubernetes.io/name": f"app{i}"}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"pod": f"app{i}"}},
-            "template": {
-                "metadata": {"labels": {"pod": f"app{i}"}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True},
-                    "containers": [{
-                        "name": "app", "image": image,
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"cpu": "500m", "memory": "512Mi"}},
-                        "securityContext": {"readOnlyRootFilesystem": True,
-                                            "allowPrivilegeEscalation": False},
-                    }],
-                },
-            },
-        },
-    }  # fmt: skip
-
-
-async def gather_bounded(aws: list[Any], limit: int = 48) -> None:
-    sem = asyncio.Semaphore(limit)
-
-    async def one(a: Any) -> None:
-        async with sem:
-            await a
-
-    await asyncio.gather(*(one(a) for a in aws))
 
 
 async def seed(client: ApiClient, n: int) -> None:
@@ -163,7 +115,7 @@ def rss_of_tree(pid: int) -> dict[str, float]:
     return out
 
 
-async def run(n: int) -> dict[str, Any]:
+async def run(n: int, workers: int = 16) -> dict[str, Any]:
     crds = tuple(sorted((ROOT / "deploy" / "crds").glob("*.yaml")))
     with ControlPlane(ControlPlaneSettings(crds=crds, controllers=())) as cp:
         async with ApiClient(cp.connection(user_agent="bench")) as client:
@@ -184,7 +136,7 @@ async def run(n: int) -> dict[str, Any]:
             t0 = time.monotonic()
             op = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "operator", f"--kubeconfig={cp.kubeconfig}",
-                 "--components=applicationpersona", "--lease-namespace=dorgu-system", "--workers=16",
+                 "--components=applicationpersona", "--lease-namespace=dorgu-system", f"--workers={workers}",
                  f"--metrics-bind-address=127.0.0.1:{port}", "--identity=bench-0", "--log-level=warning"],
                 cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -192,6 +144,7 @@ async def run(n: int) -> dict[str, Any]:
             try:
                 await asyncio.wait_for(progress.complete.wait(), timeout=600)
                 cold_s = time.monotonic() - t0
+                first_s = (progress.first_at or t0) - t0
                 await asyncio.sleep(1.0)
                 rss = rss_of_tree(op.pid)
 
@@ -212,9 +165,11 @@ async def run(n: int) -> dict[str, Any]:
                 wtask.cancel()
     return {
         "personas": n,
+        "workers": workers,
         "seed_s": round(seed_s, 2),
         "cold_convergence_s": round(cold_s, 2),
         "cold_personas_per_s": round(n / cold_s, 1),
+        "cold_first_status_s": round(first_s, 2),
         "change_send_s": round(sent_s, 2),
         "change_convergence_s": round(change_s, 2),
         "change_personas_per_s": round(n / change_s, 1),
@@ -227,9 +182,10 @@ async def run(n: int) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--personas", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=16, help="the operator's --workers")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures")
     args = ap.parse_args()
-    r = asyncio.run(run(args.personas))
+    r = asyncio.run(run(args.personas, args.workers))
     if args.json:
         print(json.dumps(r))
         return 0
@@ -239,6 +195,7 @@ def main() -> int:
          "Go ~2.8 s, kopf ~15 s"),
         ("every Deployment changed → all reflect it",
          f"{r['change_convergence_s']} s ({r['change_personas_per_s']}/s)", "Go ~3.6-5.2 s, kopf ~6 s"),
+        ("  of which: start until the first status", f"{r['cold_first_status_s']} s", "process start, LIST"),
         ("  (time to send the 1,000 changes)", f"{r['change_send_s']} s", ""),
     ] + [(f"RSS {k}", f"{v} MB", "") for k, v in r["rss_mb"].items()]  # fmt: skip
     w = max(len(a) for a, _, _ in rows)

@@ -97,6 +97,9 @@ class PersonaSettings:
     """How often the baseline loop looks for personas that are due."""
     prometheus_timeout_s: float = 10.0
     """Timeout of one Prometheus query."""
+    watch_namespace: str | None = None
+    """Watch personas and Deployments of this one namespace only (None: every namespace). ``dorgu bench``
+    sets it so that its operator touches nothing outside the bench's throwaway namespace."""
 
 
 def _persona_index(p: ApplicationPersona) -> list[str]:
@@ -137,10 +140,17 @@ class ApplicationPersonaReconciler:
         self.clock = clock or manager.clock or RealClock()
         self.rng = rng or random.Random()
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            PERSONAS, ApplicationPersona, indexers={BY_SPEC_NAME: _persona_index}, transform=_slim_persona
+            PERSONAS,
+            ApplicationPersona,
+            namespace=settings.watch_namespace,
+            indexers={BY_SPEC_NAME: _persona_index},
+            transform=_slim_persona,
         )
         self.deployments: Informer[Deployment] = manager.informer(
-            DEPLOYMENTS, Deployment, indexers={BY_APP_LABEL: _deployment_index}
+            DEPLOYMENTS,
+            Deployment,
+            namespace=settings.watch_namespace,
+            indexers={BY_APP_LABEL: _deployment_index},
         )
         self.controller = Controller(
             settings=ControllerSettings(name=NAME, workers=settings.workers),
@@ -404,6 +414,7 @@ async def run(ctx: ComponentContext) -> None:
         workers=int(o.get("workers", 4)),
         prometheus_url=o.get("prometheus_url") or None,
         baseline_refresh_s=float(o.get("baseline_refresh_s", 600.0)),
+        watch_namespace=o.get("watch_namespace") or None,
     )
     le = None
     if o.get("leader_elect", True):

@@ -17,7 +17,11 @@ Rules this module keeps:
 * Release on a graceful stop writes an empty holder with ``leaseDurationSeconds: 1``; followers also watch
   the Lease, so they take over at once instead of after a full lease duration.
 * Spreading: a candidate that already holds other Leases of the same group waits ``spread_delay ×`` that
-  many before contending for a free one, so controllers end up led by different replicas.
+  many before contending for a *free* one (never held, or released), so controllers end up led by
+  different replicas. A Lease whose holder stopped renewing is taken over as soon as it expires, with no
+  spreading wait: every survivor would wait alike, and the outage would only grow.
+* Candidates wake at the exact moment an attempt can succeed (the observed expiry, the end of a spreading
+  wait), not a retry tick later.
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._observed_holder = ""
         self._free_since: float | None = None
+        self._wake_at: float | None = None  # monotonic time the next attempt can succeed (expiry, spreading)
         self._renewed_sent_at: float | None = None  # monotonic time we *sent* the last successful renewal
         self._changed = asyncio.Event()
         self.is_leader = False
@@ -209,10 +214,15 @@ class LeaderElector:
         if holder and holder != self.s.identity:
             # Someone else holds it: whatever we believed, we do not lead now (the fence closes at once).
             self._renewed_sent_at = None
-            if self._observed_at + duration > self.clock.monotonic():
+            expires_at = self._observed_at + duration
+            if expires_at > self.clock.monotonic():
                 self._free_since = None
+                self._wake_at = expires_at  # try again the moment it expires, not a retry tick later
                 return False  # held by someone else, and not expired by our own clock
-        if holder != self.s.identity and not await self._may_contend():
+        # Spreading applies to a free Lease (never held, or released on a graceful stop): that is when
+        # replicas can share the controllers out. A Lease whose holder died is taken over at once — waiting
+        # there only lengthens the outage, as every survivor would wait alike.
+        if not holder and not await self._may_contend():
             return False
         i_held = holder == self.s.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if i_held else 1)
@@ -249,7 +259,11 @@ class LeaderElector:
             if item["metadata"]["name"] != self.s.name
             and (item.get("spec") or {}).get("holderIdentity") == self.s.identity
         )
-        return now - self._free_since >= held * self.s.spread_delay_s
+        ready_at = self._free_since + held * self.s.spread_delay_s
+        if now >= ready_at:
+            return True
+        self._wake_at = ready_at  # contend the moment the spreading wait ends
+        return False
 
     async def _put(self, lease: dict[str, Any]) -> dict[str, Any]:
         return dict(
@@ -288,6 +302,9 @@ class LeaderElector:
                 except (ApiError, OSError, TimeoutError) as e:
                     log.info("lease %s: acquire attempt failed: %s", self.s.name, e)
                 wait = self.s.retry_period_s * (1 + self.rng.random() * (JITTER - 1))
+                if self._wake_at is not None:
+                    wait = max(0.0, min(wait, self._wake_at - self.clock.monotonic()))
+                    self._wake_at = None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=wait)
         finally:
