@@ -22,22 +22,15 @@ Behaviour: ``shared/spec/operator.md`` §2, with the original's bugs fixed (§10
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from controllers.baseline import (
-    BaselineLearner,
-    BaselineOutcome,
-    BaselineSettings,
-    BaselineUnavailable,
-    next_baseline,
-)
+from controllers.component import drop_managed_fields, run_controller
 from dorgu.domain.health import DesiredCondition, assess, set_conditions
 from dorgu.domain.kube import Deployment
 from dorgu.domain.recommendations import recommend
@@ -48,10 +41,12 @@ from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Informer
-from dorgu.runtime.leaderelection import LeaderElectionSettings
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import Condition
 from dorgu.runtime.resource import Resource
+
+if TYPE_CHECKING:  # imported lazily below: prometheus-api-client costs ~70 ms of every child's start-up
+    from controllers.baseline import BaselineLearner, BaselineOutcome
 
 log = logging.getLogger("dorgu.applicationpersona")
 
@@ -111,13 +106,6 @@ def _deployment_index(d: Deployment) -> list[str]:
     return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get("app")} if v]
 
 
-def _slim_persona(p: ApplicationPersona) -> ApplicationPersona:
-    """Drop managedFields from the cache: the controller never reads them (memory per cached object)."""
-    if p.metadata.managed_fields is None:
-        return p
-    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
-
-
 def _secs(t: datetime) -> datetime:
     return t.replace(microsecond=0)
 
@@ -144,7 +132,7 @@ class ApplicationPersonaReconciler:
             ApplicationPersona,
             namespace=settings.watch_namespace,
             indexers={BY_SPEC_NAME: _persona_index},
-            transform=_slim_persona,
+            transform=drop_managed_fields,
         )
         self.deployments: Informer[Deployment] = manager.informer(
             DEPLOYMENTS,
@@ -162,6 +150,8 @@ class ApplicationPersonaReconciler:
         manager.add_controller(self.controller)
         self.learner: BaselineLearner | None = None
         if settings.prometheus_url:
+            from controllers.baseline import BaselineLearner, BaselineSettings
+
             self.learner = BaselineLearner(
                 BaselineSettings(
                     url=settings.prometheus_url,
@@ -265,6 +255,8 @@ class ApplicationPersonaReconciler:
     ) -> bool:
         st = persona.status or ApplicationPersonaStatus()
         previous = st.learned.resource_baseline if st.learned else None
+        from controllers.baseline import BaselineUnavailable, next_baseline
+
         baseline = next_baseline(previous, outcome)
         if isinstance(outcome, BaselineUnavailable):
             cond = DesiredCondition("BaselineLearned", "False", "PrometheusUnavailable", outcome.reason)
@@ -416,21 +408,9 @@ async def run(ctx: ComponentContext) -> None:
         baseline_refresh_s=float(o.get("baseline_refresh_s", 600.0)),
         watch_namespace=o.get("watch_namespace") or None,
     )
-    le = None
-    if o.get("leader_elect", True):
-        le = LeaderElectionSettings(
-            name=o.get("lease_name", LEASE_NAME),
-            namespace=o.get("lease_namespace") or "dorgu-system",
-            identity=ctx.identity,
-            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
-            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
-            retry_period_s=float(o.get("retry_period_s", 2.0)),
-            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
-        )
-    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
-    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
-    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
-    ApplicationPersonaReconciler(manager=manager, settings=settings, events=events)
-    manager.add_runnable(events.run, leader_elected=True)
-    await manager.run(ctx.stopping)
-    await asyncio.sleep(0)
+    await run_controller(
+        ctx,
+        name=NAME,
+        lease_name=LEASE_NAME,
+        build=lambda m, ev: ApplicationPersonaReconciler(manager=m, settings=settings, events=ev),
+    )

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from controllers.component import drop_managed_fields, run_controller
 from dorgu.domain.kube import ArgoApplication
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ArgoCDStatus
 from dorgu.runtime.clock import Clock, RealClock
@@ -42,7 +43,6 @@ from dorgu.runtime.controller import Controller, ControllerSettings, Request, Re
 from dorgu.runtime.errors import Invalid, NotFound
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Informer
-from dorgu.runtime.leaderelection import LeaderElectionSettings
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.resource import Resource
 
@@ -121,18 +121,6 @@ def _comparable(s: ArgoCDStatus | None) -> Any:
     return msgspec.to_builtins(s)
 
 
-def _slim(p: ApplicationPersona) -> ApplicationPersona:
-    if p.metadata.managed_fields is None:
-        return p
-    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
-
-
-def _slim_app(a: ArgoApplication) -> ArgoApplication:
-    if a.metadata.managed_fields is None:
-        return a
-    return msgspec.structs.replace(a, metadata=msgspec.structs.replace(a.metadata, managed_fields=None))
-
-
 class ArgoCDReconciler:
     """Mirrors Argo CD Applications into ApplicationPersonas' ``status.argoCD``."""
 
@@ -155,7 +143,7 @@ class ArgoCDReconciler:
                 BY_NS_NAME: lambda p: [f"{p.metadata.namespace}/{p.spec.name}"],
                 BY_NAME: lambda p: [p.spec.name],
             },
-            transform=_slim,
+            transform=drop_managed_fields,
         )
         self.apps: Informer[ArgoApplication] | None = None
         """The Application informer, once the CRD is served."""
@@ -190,7 +178,7 @@ class ArgoCDReconciler:
             await self.clock.sleep(self.s.crd_poll_interval_s)
         apps: Informer[ArgoApplication] = Informer(
             self.m.client, APPLICATIONS, item_type=ArgoApplication,
-            indexers={BY_APP_NAME: lambda a: [app_name(a)]}, transform=_slim_app,
+            indexers={BY_APP_NAME: lambda a: [app_name(a)]}, transform=drop_managed_fields,
             settings=self.m.informer_settings, clock=self.clock,
         )  # fmt: skip
         self.controller.watch_mapped(apps, self._persona_of_app)
@@ -307,21 +295,9 @@ async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor)."""
     o = ctx.options
     settings = settings_from_options(o)
-    le = None
-    if o.get("leader_elect", True):
-        le = LeaderElectionSettings(
-            name=o.get("lease_name", LEASE_NAME),
-            namespace=o.get("lease_namespace") or "dorgu-system",
-            identity=ctx.identity,
-            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
-            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
-            retry_period_s=float(o.get("retry_period_s", 2.0)),
-            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
-        )
-    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
-    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
-    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
-    ArgoCDReconciler(manager=manager, settings=settings, events=events)
-    manager.add_runnable(events.run, leader_elected=True)
-    await manager.run(ctx.stopping)
-    await asyncio.sleep(0)
+    await run_controller(
+        ctx,
+        name=NAME,
+        lease_name=LEASE_NAME,
+        build=lambda m, ev: ArgoCDReconciler(manager=m, settings=settings, events=ev),
+    )

@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from controllers import discovery
+from controllers.component import drop_managed_fields, run_controller
 from dorgu.domain.kube import Namespace, Node
 from dorgu.domain.types import (
     API_VERSION,
@@ -45,7 +46,6 @@ from dorgu.runtime.controller import Controller, ControllerSettings, Request, Re
 from dorgu.runtime.errors import AlreadyExists
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
-from dorgu.runtime.leaderelection import LeaderElectionSettings
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import NAMESPACES, Resource
@@ -101,12 +101,6 @@ class _MetaOnly(msgspec.Struct, kw_only=True):
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
 
 
-def _slim(p: ClusterPersona) -> ClusterPersona:
-    if p.metadata.managed_fields is None:
-        return p
-    return msgspec.structs.replace(p, metadata=msgspec.structs.replace(p.metadata, managed_fields=None))
-
-
 def _secs(t: datetime) -> datetime:
     return t.replace(microsecond=0)
 
@@ -129,7 +123,7 @@ class ClusterPersonaReconciler:
         self.clock = clock or manager.clock or RealClock()
         self.rng = rng or random.Random()
         self.personas: Informer[ClusterPersona] = manager.informer(
-            CLUSTER_PERSONAS, ClusterPersona, transform=_slim
+            CLUSTER_PERSONAS, ClusterPersona, transform=drop_managed_fields
         )
         self.nodes: Informer[Node] = manager.informer(NODES, Node)
         self.controller = Controller(
@@ -314,21 +308,9 @@ async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor)."""
     o = ctx.options
     settings = settings_from_options(o)
-    le = None
-    if o.get("leader_elect", True):
-        le = LeaderElectionSettings(
-            name=o.get("lease_name", LEASE_NAME),
-            namespace=o.get("lease_namespace") or "dorgu-system",
-            identity=ctx.identity,
-            lease_duration_s=float(o.get("lease_duration_s", 15.0)),
-            renew_deadline_s=float(o.get("renew_deadline_s", 10.0)),
-            retry_period_s=float(o.get("retry_period_s", 2.0)),
-            spread_delay_s=float(o.get("spread_delay_s", 2.0)),
-        )
-    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
-    manager = Manager(connection=connection, leader_election=le, set_ready=ctx.set_ready)
-    events = EventRecorder(manager.client, component=NAME, host=ctx.identity)
-    ClusterPersonaReconciler(manager=manager, settings=settings, events=events)
-    manager.add_runnable(events.run, leader_elected=True)
-    await manager.run(ctx.stopping)
-    await asyncio.sleep(0)
+    await run_controller(
+        ctx,
+        name=NAME,
+        lease_name=LEASE_NAME,
+        build=lambda m, ev: ClusterPersonaReconciler(manager=m, settings=settings, events=ev),
+    )
