@@ -16,6 +16,7 @@ Commands:
   dev cluster up|down|env    A local control plane for development (see `dorgu dev --help`).
   operator                   Run the dorgu operator (one process per component, see `dorgu operator --help`).
   dev demo                   A local control plane with dorgu's CRDs and samples.
+  bench                      Measure the operator's throughput and latency against the API server's ceiling.
 
 Global options (accepted by every command):
   --config FILE     Workspace config file (default: .dorgu.yaml in the current directory).
@@ -56,6 +57,7 @@ COMMANDS: dict[tuple[str, ...], str] = {
     ("sync",): "cli.live",
     ("operator",): "cli.operator",
     ("dev",): "cli.dev",
+    ("bench",): "cli.bench",
 }
 
 _GLOBAL_WITH_VALUE = ("--config",)

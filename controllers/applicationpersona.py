@@ -403,7 +403,7 @@ async def run(ctx: ComponentContext) -> None:
     settings = PersonaSettings(
         revalidate_interval_s=float(o.get("revalidate_interval_s", 60.0)),
         heartbeat_interval_s=float(o.get("heartbeat_interval_s", 1800.0)),
-        workers=int(o.get("workers", 4)),
+        workers=int(o.get("workers", 16)),
         prometheus_url=o.get("prometheus_url") or None,
         baseline_refresh_s=float(o.get("baseline_refresh_s", 600.0)),
         watch_namespace=o.get("watch_namespace") or None,
