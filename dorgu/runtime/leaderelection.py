@@ -17,9 +17,9 @@ Rules this module keeps:
 * Release on a graceful stop writes an empty holder with ``leaseDurationSeconds: 1``; followers also watch
   the Lease, so they take over at once instead of after a full lease duration.
 * Spreading: a candidate that already holds other Leases of the same group waits ``spread_delay ×`` that
-  many before contending for a *free* one (never held, or released), so controllers end up led by
-  different replicas. A Lease whose holder stopped renewing is taken over as soon as it expires, with no
-  spreading wait: every survivor would wait alike, and the outage would only grow.
+  many before contending for a *free* one (never held, released, or stale when it started), so controllers
+  end up led by different replicas. A Lease whose holder it saw renewing and then stop is taken over as
+  soon as it expires, with no spreading wait: every survivor would wait alike, and the outage would grow.
 * Candidates wake at the exact moment an attempt can succeed (the observed expiry, the end of a spreading
   wait), not a retry tick later.
 """
@@ -114,6 +114,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._observed_holder = ""
         self._free_since: float | None = None
+        self._saw_renewal_by: str | None = None  # holder whose renewal (a second record) we observed
         self._wake_at: float | None = None  # monotonic time the next attempt can succeed (expiry, spreading)
         self._renewed_sent_at: float | None = None  # monotonic time we *sent* the last successful renewal
         self._changed = asyncio.Event()
@@ -219,10 +220,12 @@ class LeaderElector:
                 self._free_since = None
                 self._wake_at = expires_at  # try again the moment it expires, not a retry tick later
                 return False  # held by someone else, and not expired by our own clock
-        # Spreading applies to a free Lease (never held, or released on a graceful stop): that is when
-        # replicas can share the controllers out. A Lease whose holder died is taken over at once — waiting
-        # there only lengthens the outage, as every survivor would wait alike.
-        if not holder and not await self._may_contend():
+        # Spreading applies to a free Lease (never held, released on a graceful stop, or found expired when we
+        # started): that is when replicas can share the controllers out. A Lease whose holder we saw renewing
+        # and then stop is a fail-over: taken over at its expiry, with no spreading wait, as every survivor
+        # would wait alike and the outage would only grow.
+        failover = bool(holder) and holder == self._saw_renewal_by
+        if not failover and not await self._may_contend():
             return False
         i_held = holder == self.s.identity
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if i_held else 1)
@@ -278,10 +281,13 @@ class LeaderElector:
     def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec") or {}
         raw = msgspec.json.encode(spec)
+        holder = spec.get("holderIdentity") or ""
         if raw != self._observed_spec:
+            # A second record from the same holder is a renewal we saw: it was alive while we watched.
+            renewed = bool(self._observed_spec) and holder == self._observed_holder
+            self._saw_renewal_by = holder if renewed else None
             self._observed_spec = raw
             self._observed_at = self.clock.monotonic()
-        holder = spec.get("holderIdentity") or ""
         if holder != self._observed_holder:
             self._observed_holder = holder
             if self.on_new_leader and holder:

@@ -234,7 +234,13 @@ def test_follows_application_installed_later_and_never_clobbers(
                 },
             },
         )
-        got = poll(lambda: argo_of(kube, namespace, "web"), lambda a: bool(a), what="status.argoCD")
+        # The Application exists (with no status) a moment before the test sets its status: the controller may
+        # first mirror "Unknown"; wait for the status the test set.
+        got = poll(
+            lambda: argo_of(kube, namespace, "web"),
+            lambda a: bool(a) and a.get("syncStatus") == "Synced",
+            what="status.argoCD",
+        )
         first = time.monotonic() - t0
         assert got == {
             "syncStatus": "Synced",
