@@ -467,3 +467,127 @@ def test_addons_in_any_namespace_and_bootstrap(
             assert kube.get(f"{CP}/{name}")["spec"]["name"] == name
     finally:
         kube.delete(f"{CP}/{name}")
+
+
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+
+
+class _As:
+    """A control plane whose ``connection()`` authenticates with ``token`` (for :func:`running`)."""
+
+    def __init__(self, cp: ControlPlane, token: str) -> None:
+        self.cp, self.token = cp, token
+
+    def connection(self, *, user_agent: str = "dorgu-test") -> Any:
+        return self.cp.connection(token=self.token, user_agent=user_agent)
+
+
+def _discovery_rules(*, namespaces: bool) -> list[dict[str, Any]]:
+    """What the ClusterPersona controller needs (no events, no bootstrap), ``list namespaces`` optional."""
+    core = ["nodes", "pods", *(["namespaces"] if namespaces else [])]
+    return [
+        {"apiGroups": ["dorgu.io"], "resources": ["clusterpersonas", "applicationpersonas"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["dorgu.io"], "resources": ["clusterpersonas/status"], "verbs": ["patch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+         "verbs": ["list"]},
+        {"apiGroups": [""], "resources": core, "verbs": ["list", "watch"]},
+    ]  # fmt: skip
+
+
+def test_failed_discovery_step_keeps_old_value_and_recovers(
+    control_plane: ControlPlane,
+    kube: HarnessClient,
+    namespace: str,
+    cluster_persona: str,
+    nodes: list[str],
+) -> None:
+    """A real Forbidden on one step (LIST namespaces): Discovered=False/DiscoveryIncomplete naming it, the
+    step's old value and the other steps' values kept, Ready → Degraded; granted back, it recovers."""
+    role = f"cp-discovery-{os.getpid()}-{next(_n)}"
+    token = control_plane.service_account_token(namespace, "discoverer")
+    nodes.append(f"cpr-{os.getpid()}")
+    make_node(kube, nodes[0], ready=True)
+
+    def set_rules(*, namespaces: bool) -> None:
+        obj = kube.get(f"{RBAC}/clusterroles/{role}")
+        obj["rules"] = _discovery_rules(namespaces=namespaces)
+        kube.put(f"{RBAC}/clusterroles/{role}", obj)
+
+    def discovered(s: dict[str, Any]) -> dict[str, Any]:
+        return {c["type"]: c for c in s.get("conditions") or []}.get("Discovered") or {}
+
+    kube.post(f"{RBAC}/clusterroles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": role}, "rules": _discovery_rules(namespaces=True),
+    })  # fmt: skip
+    kube.post(f"{RBAC}/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "discoverer", "namespace": namespace}],
+    })  # fmt: skip
+    settings = ClusterPersonaSettings(discovery_interval_s=0.3, node_debounce_s=0.1, bootstrap=False)
+    cp = _As(control_plane, token)
+    try:
+        with running(cp, lambda m: ClusterPersonaReconciler(manager=m, settings=settings)) as r:  # type: ignore[arg-type]
+            ok = poll(
+                lambda: cluster_status(kube, cluster_persona),
+                lambda s: s.get("phase") == "Ready" and discovered(s).get("status") == "True",
+                timeout=10,
+                what="a full discovery with every permission",
+            )
+            assert ok["namespaces"]["total"] >= 4
+
+            # Take away LIST namespaces: that step fails for real (403), the others still run.
+            set_rules(namespaces=False)
+            s = poll(
+                lambda: cluster_status(kube, cluster_persona),
+                lambda s: discovered(s).get("status") == "False",
+                timeout=10,
+                what="Discovered=False without list namespaces",
+            )
+            cond = discovered(s)
+            assert cond["reason"] == "DiscoveryIncomplete", cond
+            assert "namespaces: Forbidden" in cond["message"], cond
+            assert "pods:" not in cond["message"] and "addons:" not in cond["message"], cond
+            assert s["phase"] == "Degraded"  # Ready (every node ready) becomes Degraded
+            healthy = {c["type"]: c for c in s["conditions"]}["Healthy"]
+            assert (healthy["status"], healthy["reason"]) == ("True", "AllNodesReady")
+            assert s["nodeCount"] == 1 and s["kubernetesVersion"].startswith("v1.20")
+            assert s["resourceSummary"]["totalCPU"] == "4" and s["resourceSummary"]["totalPods"] == 110
+            assert {a["name"] for a in s["addons"]} >= {"argocd", "prometheus"}
+            assert "applicationCount" in s
+
+            # The failed step's old value stays, pass after pass, although a namespace is added meanwhile.
+            kept = s["namespaces"]
+            assert kept["total"] >= 4
+            extra = f"{namespace}-x"
+            kube.post(
+                "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": extra}}
+            )
+            try:
+                seen = r.passes
+                poll(lambda: r.passes, lambda n: n >= seen + 3, timeout=10, what="three more passes")
+                s = cluster_status(kube, cluster_persona)
+                assert discovered(s)["status"] == "False" and s["namespaces"] == kept
+
+                # Grant it back: the next periodic discovery recovers.
+                set_rules(namespaces=True)
+                s = poll(
+                    lambda: cluster_status(kube, cluster_persona),
+                    lambda s: discovered(s).get("status") == "True",
+                    timeout=10,
+                    what="Discovered=True after list namespaces is granted again",
+                )
+                assert discovered(s)["reason"] == "DiscoveryComplete" and s["phase"] == "Ready"
+                assert s["namespaces"]["total"] >= 5
+            finally:
+                kube.delete(f"/api/v1/namespaces/{extra}")
+    finally:
+        for kind in ("clusterrolebindings", "clusterroles"):
+            try:
+                kube.delete(f"{RBAC}/{kind}/{role}")
+            except ApiError as e:
+                if e.code != 404:
+                    raise
