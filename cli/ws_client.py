@@ -99,7 +99,7 @@ class OperatorConnection:
         self.closed = asyncio.Event()
 
     async def open(self) -> OperatorConnection:
-        ssl_ctx: ssl.SSLContext | bool | None = None
+        ssl_ctx: ssl.SSLContext | bool = True  # aiohttp's default verification (ssl=None is deprecated)
         if self.s.url.startswith("wss"):
             if self.s.insecure:
                 ssl_ctx = False
@@ -108,7 +108,7 @@ class OperatorConnection:
         headers = {"Authorization": f"Bearer {self.s.token}"} if self.s.token else {}
         self._session = aiohttp.ClientSession()
         try:
-            self._ws = await self._session.ws_connect(
+            connect = self._session.ws_connect(
                 self.s.url,
                 protocols=(p.SUBPROTOCOL_MSGPACK,) if self.s.msgpack else (),
                 headers=headers,
@@ -118,6 +118,9 @@ class OperatorConnection:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                 autoclose=True,
             )
+            # The whole handshake (TCP, TLS, HTTP upgrade) is bounded: a peer that accepts and never
+            # answers must not hang the CLI (the session's default is a 5-minute total).
+            self._ws = await asyncio.wait_for(connect, self.s.connect_timeout_s)
         except aiohttp.WSServerHandshakeError as e:
             await self._session.close()
             hint = {401: " (no token or the token is not accepted: --token, or a kubeconfig with one)"}
