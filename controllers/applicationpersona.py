@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
-from dorgu.domain.health import DesiredCondition, assess, set_conditions
+from dorgu.domain.health import DesiredCondition, assess, set_conditions, status_time
 from dorgu.domain.kube import Deployment
 from dorgu.domain.recommendations import recommend
 from dorgu.domain.rules import matching_deployments
@@ -106,10 +106,6 @@ def _deployment_index(d: Deployment) -> list[str]:
     return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get("app")} if v]
 
 
-def _secs(t: datetime) -> datetime:
-    return t.replace(microsecond=0)
-
-
 class ApplicationPersonaReconciler:
     """Computes and writes one persona's status from the caches."""
 
@@ -182,7 +178,7 @@ class ApplicationPersonaReconciler:
             return None  # deleted: nothing to clean up (no finalizers)
         candidates = self.deployments.store.by_index(BY_APP_LABEL, f"{req.namespace}/{persona.spec.name}")
         deployments = matching_deployments(persona.spec.name, candidates)
-        now = _secs(self.clock.now())
+        now = status_time(self.clock.now())
         old = persona.status or ApplicationPersonaStatus()
         new = self.desired_status(persona, deployments, old, now)
         if self._unchanged(old, new, now):

@@ -25,13 +25,13 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from controllers import discovery
 from controllers.component import drop_managed_fields, run_controller
+from dorgu.domain.health import status_time
 from dorgu.domain.kube import Namespace, Node
 from dorgu.domain.types import (
     API_VERSION,
@@ -99,10 +99,6 @@ class ClusterPersonaSettings:
 
 class _MetaOnly(msgspec.Struct, kw_only=True):
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
-
-
-def _secs(t: datetime) -> datetime:
-    return t.replace(microsecond=0)
 
 
 class ClusterPersonaReconciler:
@@ -210,7 +206,7 @@ class ClusterPersonaReconciler:
 
     async def discover(self, persona: ClusterPersona, old: ClusterPersonaStatus) -> ClusterPersonaStatus:
         """This pass's status: everything this manager owns (a failed step keeps its old value)."""
-        now = _secs(self.clock.now())
+        now = status_time(self.clock.now())
         raw_nodes = sorted(self.nodes.store.list(), key=lambda n: n.metadata.name or "")
         nodes = [discovery.node_info(n) for n in raw_nodes]
         failures: dict[str, str] = {}
