@@ -18,6 +18,7 @@ class TcpProxy:
         self.target = (host, target_port)
         self.loop = asyncio.new_event_loop()
         self._frozen = asyncio.Event()  # set = frozen
+        self._drop = False  # with _frozen: drop bytes instead of holding them
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         with socket.socket() as s:
             s.bind((host, 0))
@@ -48,6 +49,26 @@ class TcpProxy:
         if self._server:
             self._server.close()
         await self._cut()
+
+    def blackhole(self) -> None:
+        """Drop every byte in both directions; sockets stay open and new connections are accepted (then
+        starved). Unlike :meth:`freeze`, nothing is delivered later: what happened meanwhile is lost."""
+
+        def _set() -> None:
+            self._drop = True
+            self._frozen.set()
+
+        self.loop.call_soon_threadsafe(_set)
+
+    def restore(self) -> None:
+        """End a :meth:`blackhole`: cut every connection (their streams are corrupt) and pass bytes again."""
+
+        async def _restore() -> None:
+            self._drop = False
+            self._frozen.clear()
+            await self._cut()
+
+        asyncio.run_coroutine_threadsafe(_restore(), self.loop).result(5)
 
     def freeze(self) -> None:
         """Stop forwarding bytes in both directions; every socket stays open (a silently dead network)."""
@@ -109,6 +130,8 @@ class TcpProxy:
                 data = await r.read(65536)
             except OSError:
                 data = b""  # a reset peer is an end of stream, held like any other while frozen
+            if data and self._drop and self._frozen.is_set():
+                continue  # blackholed: these bytes are lost
             # Hold bytes *and* EOF while frozen: the far side learns nothing, not even that the peer closed.
             while self._frozen.is_set():
                 await asyncio.sleep(0.05)

@@ -162,14 +162,16 @@ def test_410_gone_relists_and_delivers_missed_deletes(cp: ControlPlane, loop: Lo
         lists_before = informer.lists  # type: ignore[attr-defined]
         gone_before = sample("dorgu_watch_errors_total", resource="configmaps", reason="Gone")
 
-        proxy.block()  # the informer is held off: its stream is cut and its reconnects are refused
+        # The informer is held off: its stream looks alive but carries nothing (no reconnect, no relist), so
+        # the changes below and the restart pass it by.
+        proxy.blackhole()
         admin = cp.client()
         for i in range(10):
             admin.delete(f"/api/v1/namespaces/{ns}/configmaps/cm{i}")
         for i in range(10, 50):
             admin.patch(f"/api/v1/namespaces/{ns}/configmaps/cm{i}", {"data": {"value": "gap"}})
         cp.restart_apiserver()  # a fresh watch cache: the informer's RV is now too old
-        proxy.unblock()  # it resumes its watch from the RV it had: too old for the new server
+        proxy.restore()  # its stream breaks; it re-watches from its old RV: too old for the new server
 
         wait_until(
             lambda: sample("dorgu_watch_errors_total", resource="configmaps", reason="Gone") > gone_before,
