@@ -36,7 +36,7 @@ from dorgu.domain.kube import Deployment
 from dorgu.domain.recommendations import recommend
 from dorgu.domain.rules import matching_deployments
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ApplicationPersonaStatus, DeploymentTracking
-from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
@@ -121,7 +121,7 @@ class ApplicationPersonaReconciler:
         self.m = manager
         self.s = settings
         self.events = events
-        self.clock = clock or manager.clock or RealClock()
+        self.clock = clock or manager.clock
         self.rng = rng or random.Random()
         self.personas: Informer[ApplicationPersona] = manager.informer(
             PERSONAS,
@@ -331,7 +331,7 @@ class ApplicationPersonaReconciler:
         last = old.validation.last_checked if old.validation else None
         if last is None or now - last >= timedelta(seconds=self.s.heartbeat_interval_s):
             return False
-        return _without_timestamps(old, keep_argo=False) == _without_timestamps(new, keep_argo=False)
+        return _without_timestamps(old) == _without_timestamps(new)
 
     def _emit_events(
         self, persona: ApplicationPersona, old: ApplicationPersonaStatus, new: ApplicationPersonaStatus
@@ -371,7 +371,7 @@ def _desired(conditions: list[Condition] | None, type_: str) -> DesiredCondition
     return None
 
 
-def _without_timestamps(s: ApplicationPersonaStatus, *, keep_argo: bool) -> Any:
+def _without_timestamps(s: ApplicationPersonaStatus) -> Any:
     """The parts of a status this controller owns, with every timestamp blanked out."""
     d: dict[str, Any] = msgspec.to_builtins(
         msgspec.structs.replace(
@@ -379,7 +379,7 @@ def _without_timestamps(s: ApplicationPersonaStatus, *, keep_argo: bool) -> Any:
             last_updated=None,
             learned=None,
             recommendations=None,
-            argo_cd=s.argo_cd if keep_argo else None,
+            argo_cd=None,
             health=msgspec.structs.replace(s.health, last_check=None) if s.health else None,
             validation=msgspec.structs.replace(s.validation, last_checked=None) if s.validation else None,
             conditions=None,

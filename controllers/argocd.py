@@ -37,7 +37,7 @@ import msgspec
 from controllers.component import drop_managed_fields, run_controller
 from dorgu.domain.kube import ArgoApplication
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ArgoCDStatus
-from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.errors import Invalid, NotFound
@@ -135,7 +135,7 @@ class ArgoCDReconciler:
         self.m = manager
         self.s = settings
         self.events = events
-        self.clock = clock or manager.clock or RealClock()
+        self.clock = clock or manager.clock
         self.personas: Informer[ApplicationPersona] = manager.informer(
             PERSONAS,
             ApplicationPersona,

@@ -40,7 +40,7 @@ from dorgu.domain.types import (
     NamespaceSummary,
     ResourceSummary,
 )
-from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.errors import AlreadyExists
@@ -116,7 +116,7 @@ class ClusterPersonaReconciler:
         self.m = manager
         self.s = settings
         self.events = events
-        self.clock = clock or manager.clock or RealClock()
+        self.clock = clock or manager.clock
         self.rng = rng or random.Random()
         self.personas: Informer[ClusterPersona] = manager.informer(
             CLUSTER_PERSONAS, ClusterPersona, transform=drop_managed_fields

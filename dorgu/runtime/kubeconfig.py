@@ -116,8 +116,6 @@ def _kubeconfig_user(path: str, context: str | None) -> tuple[dict[str, Any], st
 def _from_kubeconfig(
     *, kubeconfig: str | None, context: str | None, run_dir: Path, user_agent: str
 ) -> ClusterAccess:
-    from kubernetes import client, config
-
     path = (
         kubeconfig
         or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
@@ -127,11 +125,8 @@ def _from_kubeconfig(
         raise ConfigError(
             f"no kubeconfig at {path} and not running in a cluster; pass --kubeconfig or set KUBECONFIG"
         )
-    cfg = client.Configuration()
     try:
-        config.load_kube_config(
-            config_file=path, context=context, client_configuration=cfg, persist_config=False
-        )
+        cfg = _load(path, context)
     except Exception as e:
         raise ConfigError(f"cannot load kubeconfig {path}: {e}") from e
     user, namespace = _kubeconfig_user(path, context)
@@ -139,8 +134,7 @@ def _from_kubeconfig(
     ca_data = Path(cfg.ssl_ca_cert).read_bytes() if cfg.ssl_ca_cert else None
     cert = Path(cfg.cert_file).read_bytes() if cfg.cert_file else None
     key = Path(cfg.key_file).read_bytes() if cfg.key_file else None
-    bearer = _bearer(cfg)
-    token = bearer.removeprefix("Bearer ").strip() or None
+    token = _token(cfg)
     common: dict[str, Any] = {
         "server": cfg.host,
         "ca_data": ca_data,
@@ -187,14 +181,7 @@ class TokenRefresher:
         os.replace(tmp, self.token_file)  # atomic: a reader sees the old or the new token, never half
 
     def fetch(self) -> str | None:
-        from kubernetes import client, config
-
-        cfg = client.Configuration()
-        config.load_kube_config(
-            config_file=self.kubeconfig, context=self.context, client_configuration=cfg, persist_config=False
-        )
-        bearer = _bearer(cfg)
-        return bearer.removeprefix("Bearer ").strip() or None
+        return _token(_load(self.kubeconfig, self.context))
 
     async def run(self) -> None:
         """Refresh forever (the blocking plugin call runs off the event loop)."""
@@ -210,7 +197,17 @@ class TokenRefresher:
                 log.info("refreshed the API token from the kubeconfig's credential plugin")
 
 
-def _bearer(cfg: Any) -> str:
-    """The ``Bearer ...`` value the kubernetes package stored (its key has changed across versions)."""
+def _load(path: str, context: str | None) -> Any:
+    """The kubernetes package's resolution of a kubeconfig (runs exec plugins and auth providers)."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=path, context=context, client_configuration=cfg, persist_config=False)
+    return cfg
+
+
+def _token(cfg: Any) -> str | None:
+    """The bearer token the kubernetes package stored (its api_key key has changed across versions)."""
     keys = cfg.api_key or {}
-    return str(keys.get("BearerToken") or keys.get("authorization") or "")
+    bearer = str(keys.get("BearerToken") or keys.get("authorization") or "")
+    return bearer.removeprefix("Bearer ").strip() or None
