@@ -129,7 +129,8 @@ class Candidate:
         self.stderr_path = plane.logs / f"{namespace}.{identity}.{lease}.log"
         args = [
             sys.executable, "-m", "tests.runtime.leader_candidate",
-            "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), "--token", plane.cp.admin_token,
+            # --token=X as one word: a random token may start with "-", which argparse takes for an option
+            "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), f"--token={plane.cp.admin_token}",
             "--identity", identity, "--lease", lease, "--namespace", namespace,
             "--durations", ",".join(str(d) for d in durations), "--user-agent", self.ua,
             "--configmap", configmap, "--spread-delay", str(spread_delay_s),
