@@ -17,6 +17,10 @@ Behaviour: ``shared/spec/operator.md`` §2, with the original's bugs fixed (§10
 * **No write storm.** The status is written only when something but timestamps changed (compared with
   timestamps truncated to whole seconds, as the server stores them), or when the last write is older than
   the heartbeat interval (30 min by default).
+* **No write from a stale cache.** Until the persona cache shows the resourceVersion our last status write
+  returned, that write — not the cached status — is the persona's current status for this controller: a
+  re-validation that runs before the cache caught up compares with it, so it neither repeats the write (a
+  no-op at the server, but a request) nor emits the same Events again.
 * **Events** on the persona when validation starts failing or recovers, and when the phase changes.
 """
 
@@ -40,7 +44,7 @@ from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
-from dorgu.runtime.informer import Informer
+from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import Condition
 from dorgu.runtime.resource import Resource
@@ -97,6 +101,30 @@ class PersonaSettings:
     sets it so that its operator touches nothing outside the bench's throwaway namespace."""
 
 
+WRITTEN_MEMORY_S = 120.0
+"""How long a status write is remembered while the cache has not shown it. Past this, the cache is trusted
+again (a relist after a 410 can skip the write's own event: the entry is then never cleared by it)."""
+
+
+class _RVMeta(msgspec.Struct, rename="camel"):
+    resource_version: str | None = None
+
+
+class _RVOnly(msgspec.Struct):
+    """Just the resourceVersion of a write's answer (the rest of the body is skipped, not decoded)."""
+
+    metadata: _RVMeta = msgspec.field(default_factory=_RVMeta)
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A status this controller wrote that the persona cache may not show yet."""
+
+    resource_version: str
+    status: ApplicationPersonaStatus
+    at: float
+
+
 def _persona_index(p: ApplicationPersona) -> list[str]:
     return [f"{p.metadata.namespace}/{p.spec.name}"]
 
@@ -141,6 +169,8 @@ class ApplicationPersonaReconciler:
             reconcile=self.reconcile,
             clock=self.clock,
         )
+        self._written: dict[str, _Written] = {}
+        self.personas.add_handlers(Handlers(on_update=self._saw_update, on_delete=self._saw_delete))
         self.controller.watch_for(self.personas, update_predicate=generation_changed)
         self.controller.watch_mapped(self.deployments, self.personas_of)
         manager.add_controller(self.controller)
@@ -168,6 +198,28 @@ class ApplicationPersonaReconciler:
                 out.append(Request(p.metadata.namespace or "", p.metadata.name or ""))
         return out
 
+    def _saw_update(self, old: ApplicationPersona, new: ApplicationPersona) -> None:
+        # The cache now shows our write (events arrive in order, so anything later also carries it).
+        key = f"{new.metadata.namespace}/{new.metadata.name}"
+        w = self._written.get(key)
+        if w is not None and w.resource_version == new.metadata.resource_version:
+            del self._written[key]
+
+    def _saw_delete(self, obj: ApplicationPersona) -> None:
+        self._written.pop(f"{obj.metadata.namespace}/{obj.metadata.name}", None)
+
+    def _current_status(self, key: str, persona: ApplicationPersona) -> ApplicationPersonaStatus:
+        """The persona's status as this controller last knew it: its own unseen write, else the cache's."""
+        w = self._written.get(key)
+        if w is not None:
+            if (
+                w.resource_version != persona.metadata.resource_version
+                and self.clock.monotonic() - w.at < WRITTEN_MEMORY_S
+            ):
+                return w.status
+            del self._written[key]
+        return persona.status or ApplicationPersonaStatus()
+
     def _requeue(self) -> Result:
         jitter = 1 + (self.rng.random() - 0.5) * 0.2
         return Result(requeue_after=self.s.revalidate_interval_s * jitter)
@@ -179,7 +231,7 @@ class ApplicationPersonaReconciler:
         candidates = self.deployments.store.by_index(BY_APP_LABEL, f"{req.namespace}/{persona.spec.name}")
         deployments = matching_deployments(persona.spec.name, candidates)
         now = status_time(self.clock.now())
-        old = persona.status or ApplicationPersonaStatus()
+        old = self._current_status(req.key, persona)
         new = self.desired_status(persona, deployments, old, now)
         if self._unchanged(old, new, now):
             return self._requeue()
@@ -189,16 +241,19 @@ class ApplicationPersonaReconciler:
             "metadata": {"name": req.name, "namespace": req.namespace},
             "status": msgspec.to_builtins(new),
         }
-        await self.m.client.apply(
+        answer: _RVOnly = await self.m.client.apply(
             PERSONAS,
             body,
             name=req.name,
             namespace=req.namespace,
             field_manager=FIELD_MANAGER,
             subresource="status",
-            decode=False,
+            type=_RVOnly,
         )
         self.writes += 1
+        rv = answer.metadata.resource_version
+        if rv and rv != persona.metadata.resource_version:
+            self._written[req.key] = _Written(rv, new, self.clock.monotonic())
         self._emit_events(persona, old, new)
         log.info(
             "reconciled",
