@@ -203,11 +203,21 @@ def _describe_step(old: ServingMaterial | None, new: ServingMaterial) -> str:
 
 
 class TlsReloader:
-    """The server's TLS context (TLS ≥ 1.2, HTTP/1.1 only) and the files it loads the pair from."""
+    """The server's TLS context (TLS ≥ 1.2, AEAD + forward secrecy, HTTP/1.1 only) and the pair's files."""
+
+    TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+    """TLS 1.2 suites served: ECDHE key exchange (forward secrecy) with an AEAD cipher (AES-GCM or
+    ChaCha20-Poly1305), for ECDSA and RSA keys alike; CBC, static-RSA key exchange and everything weaker
+    are refused with a handshake_failure alert. Every client that calls the webhook (kube-apiserver's Go
+    ``crypto/tls``, curl, Python) offers these or TLS 1.3."""
 
     def __init__(self) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # TLS 1.0/1.1 are refused whatever the client offers (OpenSSL answers protocol_version; asyncio and
+        # uvloop close the connection without flushing that alert, CPython gh-98078).
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # set_ciphers governs TLS ≤ 1.2 only; TLS 1.3 keeps OpenSSL's suites (all AEAD with (EC)DHE).
+        self.context.set_ciphers(self.TLS12_CIPHERS)
         self.context.set_alpn_protocols(["http/1.1"])
         self._dir = Path(tempfile.mkdtemp(prefix="dorgu-webhook-tls-"))
         os.chmod(self._dir, 0o700)
