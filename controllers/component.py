@@ -33,7 +33,8 @@ def lease_settings(
     options: Mapping[str, Any], *, identity: str, default_name: str
 ) -> LeaderElectionSettings | None:
     """The component's Lease from its options (None when ``leader_elect`` is false). Defaults: client-go's
-    15 s / 10 s / 2 s, a 2 s spreading delay, namespace ``dorgu-system``."""
+    15 s / 10 s / 2 s, a 2 s spreading delay, rebalancing on (a replica holding more than its fair share of
+    the controllers' Leases hands one to a replica holding fewer), namespace ``dorgu-system``."""
     if not options.get("leader_elect", True):
         return None
     return LeaderElectionSettings(
@@ -44,7 +45,14 @@ def lease_settings(
         renew_deadline_s=float(options.get("renew_deadline_s", 10.0)),
         retry_period_s=float(options.get("retry_period_s", 2.0)),
         spread_delay_s=float(options.get("spread_delay_s", 2.0)),
+        rebalance=bool(options.get("rebalance", True)),
+        presence_period_s=_float_or_none(options.get("presence_period_s")),
+        rebalance_period_s=_float_or_none(options.get("rebalance_period_s")),
     )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 async def run_controller(

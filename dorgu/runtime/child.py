@@ -10,7 +10,8 @@ The supervisor spawns it (fork + exec, never a bare fork: uvloop and threads are
 
 Status flows back as JSON lines on the pipe: ``{"ready": true}`` / ``{"ready": false}``. Exit codes:
 0 after a clean stop, :data:`EXIT_TARGET_FAILED` when the target raised, :data:`EXIT_BOOTSTRAP_FAILED`
-when it could not be started, :data:`EXIT_ORPHANED` when the supervisor was already gone.
+when it could not be started, :data:`EXIT_ORPHANED` when the supervisor was already gone,
+:data:`EXIT_RESTART` when the target raised :class:`~dorgu.runtime.component.RestartRequested`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from typing import Any
 
 import msgspec
 
-from dorgu.runtime.component import ComponentContext, ComponentTarget
+from dorgu.runtime.component import ComponentContext, ComponentTarget, RestartRequested
 from dorgu.runtime.config import ConnectionSettings
 
 __all__ = [
     "EXIT_BOOTSTRAP_FAILED",
     "EXIT_ORPHANED",
+    "EXIT_RESTART",
     "EXIT_TARGET_FAILED",
     "SUPERVISOR_PID_ENV",
     "ChildBootstrap",
@@ -45,6 +47,8 @@ SUPERVISOR_PID_ENV = "DORGU_SUPERVISOR_PID"
 EXIT_TARGET_FAILED = 1
 EXIT_BOOTSTRAP_FAILED = 2
 EXIT_ORPHANED = 3
+EXIT_RESTART = 75
+"""The component asked for a fresh process (EX_TEMPFAIL): restarted at once, without backoff."""
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -156,6 +160,9 @@ async def _run(boot: ChildBootstrap, target: ComponentTarget, status: _StatusPip
         log.error("target was cancelled")
         return EXIT_TARGET_FAILED
     exc = task.exception()
+    if isinstance(exc, RestartRequested):
+        log.info("component asks for a fresh process: %s", exc)
+        return EXIT_RESTART
     if exc is not None:
         log.error("component failed", exc_info=exc)
         return EXIT_TARGET_FAILED

@@ -7,11 +7,15 @@ sleepers whose deadline has passed are woken in deadline order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -27,6 +31,11 @@ class Clock(Protocol):
         """Sleep on this clock."""
         ...
 
+    async def wait_for(self, aw: Awaitable[T], timeout: float) -> T:
+        """``aw``'s result, or :class:`TimeoutError` once ``timeout`` has passed on this clock (``aw`` is
+        then cancelled and awaited), as :func:`asyncio.wait_for` does on the loop's clock."""
+        ...
+
 
 class RealClock:
     """The real clock."""
@@ -39,6 +48,9 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(aw, timeout=max(0.0, timeout))
 
 
 class FakeClock:
@@ -66,6 +78,21 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + seconds, next(self._seq), fut))
         await fut
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float) -> T:
+        task = asyncio.ensure_future(aw)
+        timer = asyncio.ensure_future(self.sleep(timeout))
+        try:
+            await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            raise TimeoutError
+        return task.result()
 
     @property
     def sleepers(self) -> int:

@@ -8,7 +8,9 @@ interpreter and calls it with a :class:`ComponentContext`.
 The contract for a target: call ``ctx.set_ready(True)`` once it can serve (``/readyz`` of the supervisor
 is 200 only while every component has); return promptly after ``ctx.stopping`` is set (a graceful stop);
 raise to report failure (the supervisor restarts the process with backoff). Returning without being asked
-to stop is also treated as an unexpected exit.
+to stop is also treated as an unexpected exit. Raising :class:`RestartRequested` asks for a fresh process
+at once: no backoff, not counted as a failure (a controller that handed its Lease to another replica
+starts again as a follower this way).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from typing import Any
 
 from dorgu.runtime.config import ConnectionSettings
 
-__all__ = ["ComponentContext", "ComponentSpec", "ComponentTarget"]
+__all__ = ["ComponentContext", "ComponentSpec", "ComponentTarget", "RestartRequested"]
+
+
+class RestartRequested(Exception):
+    """Raised by a component to be started afresh in a new process at once (not a failure)."""
 
 
 @dataclass(frozen=True, kw_only=True)

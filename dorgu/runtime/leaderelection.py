@@ -22,6 +22,21 @@ Rules this module keeps:
   soon as it expires, with no spreading wait: every survivor would wait alike, and the outage would grow.
 * Candidates wake at the exact moment an attempt can succeed (the observed expiry, the end of a spreading
   wait), not a retry tick later.
+* Rebalancing (``rebalance``): spreading only places *free* Leases, so replicas started together can end up
+  one holding two Leases of the group and another none, for good. With rebalancing, a waiting candidate
+  keeps a *presence* Lease (``<lease>.<identity>``, renewed every ``presence_period_s``; cleared on a
+  graceful stop), and a leader checks the group every ``rebalance_period_s``: when it holds more than its
+  fair share (:mod:`dorgu.runtime.leasebalance`) it stops its work, then writes the receiver's identity as
+  the holder. The receiver, waiting on the Lease's watch, takes it over at once; if it died meanwhile the
+  Lease expires and any candidate takes it. The giver raises :class:`LeadershipHandedOver` (its process
+  starts afresh as a follower). A receiver must have been seen *renewing* its presence (alive and ready:
+  a presence is written only by a candidate that is contending, i.e. whose caches have synced).
+  **Bound**: with a stable set of candidates and no faults, every identity holds at most its fair share
+  within ``lease_duration_s + 2 × presence_period_s + 2 × rebalance_period_s`` (plus request times) of the
+  last candidate starting to contend: free Leases are taken within a lease duration (spreading waits are
+  shorter), a new candidate's renewal is witnessed within two presence periods, and each surplus leader
+  checks within one rebalance period after that; moves are planned from one snapshot, all surplus Leases
+  in the same round, and each move only lowers the imbalance (no Lease moves back).
 """
 
 from __future__ import annotations
@@ -41,17 +56,32 @@ import msgspec
 from dorgu.runtime import metrics
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock, RealClock
+from dorgu.runtime.component import RestartRequested
 from dorgu.runtime.errors import AlreadyExists, ApiError, Conflict, NotFound
+from dorgu.runtime.leasebalance import plan_handovers
 from dorgu.runtime.resource import LEASES
 from dorgu.runtime.watch import WatchSettings, watch
 
 log = logging.getLogger("dorgu.leaderelection")
 JITTER = 1.2
 GROUP_LABEL = "dorgu.io/lease-group"
+PRESENCE_LABEL = "dorgu.io/candidate-for"
+"""On a presence Lease: the name of the Lease its candidate waits for (presence Leases are not led)."""
 
 
 class LeadershipLost(Exception):
     """The lease could not be renewed within the renew deadline (or was taken): stop leading now."""
+
+
+class LeadershipHandedOver(LeadershipLost, RestartRequested):
+    """This leader handed its Lease to a candidate holding fewer of the group (rebalancing): the work has
+    stopped; start afresh as a follower."""
+
+
+class _HandOver(Exception):
+    def __init__(self, receiver: str) -> None:
+        super().__init__(receiver)
+        self.receiver = receiver
 
 
 class NotLeading(Exception):
@@ -80,6 +110,13 @@ class LeaderElectionSettings:
     """Leases of one group are spread over replicas (label ``dorgu.io/lease-group``)."""
     spread_delay_s: float = 0.0
     """Per other Lease of the group this candidate holds, wait this long before contending."""
+    rebalance: bool = False
+    """Hand a Lease held beyond this identity's fair share of the group to a ready candidate holding fewer
+    (set it alike on every candidate of the group: it is what makes them write presence Leases)."""
+    presence_period_s: float | None = None
+    """How often a waiting candidate renews its presence Lease (default: a third of the lease duration)."""
+    rebalance_period_s: float | None = None
+    """How often a leader checks the group's balance (default: a third of the lease duration)."""
 
     def __post_init__(self) -> None:
         if not self.lease_duration_s > self.renew_deadline_s:
@@ -121,6 +158,15 @@ class LeaderElector:
         self.is_leader = False
         self._lease_path = LEASES.path(namespace=settings.namespace, name=settings.name)
         self._leases_path = LEASES.path(namespace=settings.namespace)
+        self.presence_name = f"{settings.name}.{settings.identity}"
+        self._presence_path = LEASES.path(namespace=settings.namespace, name=self.presence_name)
+        self._presence: dict[str, Any] | None = None  # our presence Lease as last written
+        self._presence_period = settings.presence_period_s or settings.lease_duration_s / 3
+        self._rebalance_period = settings.rebalance_period_s or settings.lease_duration_s / 3
+        self._next_balance_check = 0.0
+        # Presence Leases of the group as we observed them: name → (spec, when it last changed, whether we
+        # saw it change at all). Judged on our own clock, like the Lease itself.
+        self._presences_seen: dict[str, tuple[bytes, float, bool]] = {}
         metrics.LEADER_ELECTION_MASTER_STATUS.labels(self.s.name).set(0)
 
     # -- the fence ----------------------------------------------------------------------------------------
@@ -141,8 +187,11 @@ class LeaderElector:
     def guard(self, method: str, path: str) -> None:
         """A :attr:`ApiClient.write_guard`: refuse every write but our own Lease's unless leading validly.
 
-        Our own Lease is its object path (PUT) and, for its creation, a POST to the Leases collection."""
-        if path == self._lease_path or (method == "POST" and path == self._leases_path):
+        Our own Lease (and our presence Lease) is its object path (PUT) and, for its creation, a POST to the
+        Leases collection."""
+        if path in (self._lease_path, self._presence_path) or (
+            method == "POST" and path == self._leases_path
+        ):
             return
         self.ensure_leading()
 
@@ -160,13 +209,17 @@ class LeaderElector:
             self._renewed_sent_at = sent_at
             if not self.is_leader:
                 log.info("lease %s/%s acquired by %s", self.s.namespace, self.s.name, self.s.identity)
+                # Hysteresis in time: a Lease just taken is held at least one period before any hand-over.
+                self._next_balance_check = self.clock.monotonic() + self._rebalance_period
             self.is_leader = True
             metrics.LEADER_ELECTION_MASTER_STATUS.labels(self.s.name).set(1)
         return ok
 
-    def _record(self, now: datetime, *, acquire: str | None, transitions: int) -> dict[str, Any]:
+    def _record(
+        self, now: datetime, *, acquire: str | None, transitions: int, holder: str | None = None
+    ) -> dict[str, Any]:
         return {
-            "holderIdentity": self.s.identity,
+            "holderIdentity": self.s.identity if holder is None else holder,
             # Rounded up: a rounded-down duration would let followers take over before our validity ends.
             "leaseDurationSeconds": max(1, math.ceil(self.s.lease_duration_s)),
             "acquireTime": acquire or _micro(now),
@@ -224,10 +277,11 @@ class LeaderElector:
         # started): that is when replicas can share the controllers out. A Lease whose holder we saw renewing
         # and then stop is a fail-over: taken over at its expiry, with no spreading wait, as every survivor
         # would wait alike and the outage would only grow.
+        # Nor does it apply to a Lease that names us: handed over to us, or ours before a restart.
         failover = bool(holder) and holder == self._saw_renewal_by
-        if not failover and not await self._may_contend():
-            return False
         i_held = holder == self.s.identity
+        if not (failover or i_held) and not await self._may_contend():
+            return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if i_held else 1)
         lease = dict(current, spec=self._record(
             now, acquire=spec.get("acquireTime") if i_held else None, transitions=transitions
@@ -260,6 +314,7 @@ class LeaderElector:
             1
             for item in msgspec.json.decode(leases).get("items", [])
             if item["metadata"]["name"] != self.s.name
+            and PRESENCE_LABEL not in (item["metadata"].get("labels") or {})
             and (item.get("spec") or {}).get("holderIdentity") == self.s.identity
         )
         ready_at = self._free_since + held * self.s.spread_delay_s
@@ -276,7 +331,7 @@ class LeaderElector:
     async def _call(self, aw: Awaitable[Any]) -> Any:
         # controller-runtime: the leader-election client times out at max(renew_deadline/2, 1 s), so one
         # hung request cannot eat the whole renew deadline.
-        return await asyncio.wait_for(aw, timeout=max(self.s.renew_deadline_s / 2, 1.0))
+        return await self.clock.wait_for(aw, timeout=max(self.s.renew_deadline_s / 2, 1.0))
 
     def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec") or {}
@@ -298,6 +353,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once this candidate leads. Polls every retry period (jittered) and on any Lease change."""
         watcher = asyncio.create_task(self._watch_lease())
+        presence = asyncio.create_task(self._keep_presence()) if self.s.rebalance else None
         try:
             while True:
                 # Cleared before the attempt: a change seen while it runs wakes the next one at once.
@@ -312,11 +368,13 @@ class LeaderElector:
                     wait = max(0.0, min(wait, self._wake_at - self.clock.monotonic()))
                     self._wake_at = None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                    await self.clock.wait_for(self._changed.wait(), timeout=wait)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            for task in (watcher, presence):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
 
     async def _watch_lease(self) -> None:
         """Wake :meth:`acquire` whenever the Lease changes (a release is then taken over at once)."""
@@ -334,11 +392,135 @@ class LeaderElector:
                 log.debug("lease %s: watch ended: %s", self.s.name, e)
             await self.clock.sleep(self.s.retry_period_s)
 
+    # -- presence and rebalancing ------------------------------------------------------------------------
+
+    async def _keep_presence(self) -> None:
+        """While contending: renew our presence Lease every presence period (errors only delay it)."""
+        while True:
+            try:
+                await self._write_presence(self.s.identity)
+            except (ApiError, OSError, TimeoutError) as e:
+                log.info("lease %s: presence not renewed: %s", self.s.name, e)
+            await self.clock.sleep(self._presence_period)
+
+    async def _write_presence(self, holder: str) -> None:
+        spec = {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": max(1, math.ceil(self.s.lease_duration_s)),
+            "renewTime": _micro(self.clock.now()),
+        }
+        if self._presence is not None:
+            try:
+                self._presence = await self._put_presence(dict(self._presence, spec=spec))
+                return
+            except (Conflict, NotFound):
+                self._presence = None  # changed or deleted by someone else: read it again below
+        try:
+            current = await self._call(
+                self.client.get(LEASES, self.presence_name, namespace=self.s.namespace)
+            )
+        except NotFound:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.presence_name, "namespace": self.s.namespace,
+                             "labels": {GROUP_LABEL: self.s.group, PRESENCE_LABEL: self.s.name}},
+                "spec": spec,
+            }  # fmt: skip
+            self._presence = await self._call(self.client.create(LEASES, body, namespace=self.s.namespace))
+            return
+        self._presence = await self._put_presence(dict(current, spec=spec))
+
+    async def _put_presence(self, lease: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            await self._call(
+                self.client.replace(LEASES, self.presence_name, lease, namespace=self.s.namespace)
+            )
+        )
+
+    async def _clear_presence(self) -> None:
+        """A graceful stop: an empty holder, so leaders stop counting us at once. Never raises."""
+        if self._presence is None:
+            return
+        try:
+            await self._write_presence("")
+        except (ApiError, OSError, TimeoutError) as e:
+            log.info("lease %s: presence not cleared: %s", self.s.name, e)
+
+    async def _balance_receiver(self) -> str | None:
+        """The identity our Lease should be handed to now, if we hold more than our fair share."""
+        raw = await self._call(
+            self.client.request(
+                "GET", self._leases_path, params={"labelSelector": f"{GROUP_LABEL}={self.s.group}"}
+            )
+        )
+        now = self.clock.monotonic()
+        holders: dict[str, str] = {}
+        alive: set[str] = set()
+        ready: dict[str, set[str]] = {}
+        seen_now: set[str] = set()
+        for item in msgspec.json.decode(raw).get("items", []):
+            meta = item["metadata"]
+            spec = item.get("spec") or {}
+            holder = spec.get("holderIdentity") or ""
+            target = (meta.get("labels") or {}).get(PRESENCE_LABEL)
+            if target is None:
+                holders[meta["name"]] = holder
+                continue
+            name = meta["name"]
+            seen_now.add(name)
+            record = msgspec.json.encode(spec)
+            prev = self._presences_seen.get(name)
+            if prev is None:
+                self._presences_seen[name] = (record, now, False)  # first sight counts as fresh
+            elif prev[0] != record:
+                self._presences_seen[name] = (record, now, True)
+            _, changed_at, renewed = self._presences_seen[name]
+            if holder and now - changed_at < self.s.lease_duration_s:
+                alive.add(holder)
+                if renewed:
+                    ready.setdefault(target, set()).add(holder)
+        for gone in set(self._presences_seen) - seen_now:
+            del self._presences_seen[gone]
+        return plan_handovers(holders=holders, alive=alive, ready=ready).get(self.s.name)
+
+    async def _hand_over(self, receiver: str) -> None:
+        """Write ``receiver`` as the holder (our work has stopped). Raises :class:`LeadershipHandedOver`, or
+        :class:`LeadershipLost` if the write failed."""
+        self.is_leader = False
+        self._renewed_sent_at = None  # the fence closes before the write
+        metrics.LEADER_ELECTION_MASTER_STATUS.labels(self.s.name).set(0)
+        assert self._lease is not None
+        spec = self._lease.get("spec") or {}
+        lease = dict(self._lease, spec=self._record(
+            self.clock.now(), acquire=None, transitions=int(spec.get("leaseTransitions") or 0) + 1,
+            holder=receiver,
+        ))  # fmt: skip
+        try:
+            self._lease = await self._put(lease)
+        except (ApiError, OSError, TimeoutError) as e:
+            self._lost()
+            raise LeadershipLost(f"lease {self.s.namespace}/{self.s.name}: hand-over failed: {e}") from e
+        log.info(
+            "lease %s/%s handed over by %s to %s", self.s.namespace, self.s.name, self.s.identity, receiver
+        )
+        raise LeadershipHandedOver(f"lease {self.s.namespace}/{self.s.name} handed over to {receiver}")
+
     async def renew_until_lost(self) -> None:
-        """Renew every retry period; raise :class:`LeadershipLost` when a renewal cannot succeed in time."""
+        """Renew every retry period; raise :class:`LeadershipLost` when a renewal cannot succeed in time
+        (and, when rebalancing, ``_HandOver`` when our Lease should go to another candidate)."""
         while True:
             await self.clock.sleep(self.s.retry_period_s)
             started = self.clock.monotonic()
+            if self.s.rebalance and self.is_valid() and started >= self._next_balance_check:
+                self._next_balance_check = started + self._rebalance_period
+                try:
+                    receiver = await self._balance_receiver()
+                except (ApiError, OSError, TimeoutError) as e:
+                    log.info("lease %s: balance check failed: %s", self.s.name, e)
+                    receiver = None
+                if receiver is not None:
+                    raise _HandOver(receiver)
             while True:
                 try:
                     if await self.try_acquire_or_renew():
@@ -390,6 +572,9 @@ class LeaderElector:
                 work.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await work
+                exc = renew.exception()
+                if isinstance(exc, _HandOver):
+                    await self._hand_over(exc.receiver)  # raises LeadershipHandedOver
                 renew.result()  # raises LeadershipLost
             else:
                 work.result()
@@ -401,3 +586,4 @@ class LeaderElector:
                         await task
             if self.s.release_on_cancel:
                 await asyncio.shield(self.release())
+            await asyncio.shield(self._clear_presence())

@@ -6,7 +6,8 @@ them. It:
 
 * spawns each component with ``python -m dorgu.runtime.child`` (fork + exec: a fresh interpreter);
 * restarts a child that exits when not asked to, after an exponential backoff that resets once a child
-  has stayed up ``restart_backoff_reset_s``;
+  has stayed up ``restart_backoff_reset_s``; a child that exits with ``EXIT_RESTART`` (it asked for a fresh
+  process) is restarted at once and its backoff is left as it was;
 * on SIGTERM or SIGINT sends SIGTERM to every child, waits ``shutdown_timeout_s`` in total, SIGKILLs what
   is left and returns (a second Ctrl-C SIGKILLs at once). Children set ``PR_SET_PDEATHSIG``, so none
   outlives a supervisor that is SIGKILLed itself;
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
-from dorgu.runtime.child import SUPERVISOR_PID_ENV, ChildBootstrap
+from dorgu.runtime.child import EXIT_RESTART, SUPERVISOR_PID_ENV, ChildBootstrap
 from dorgu.runtime.component import ComponentSpec
 from dorgu.runtime.config import ConnectionSettings
 
@@ -258,6 +259,13 @@ class Supervisor:
                 if self._stopping.is_set():
                     break
                 uptime = time.monotonic() - started
+                if returncode == EXIT_RESTART:
+                    # Asked for, not a failure: a fresh process at once, the backoff left as it was.
+                    log.info(
+                        "component asked for a fresh process; restarting",
+                        extra={"child": slot.spec.name, "uptime_s": round(uptime, 3)},
+                    )
+                    continue
                 delay = backoff.after_exit(uptime_s=uptime)
                 slot.state = "backoff"
                 slot.restarts += 1

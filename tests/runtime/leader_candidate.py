@@ -8,11 +8,12 @@ It runs on uvloop with one :class:`~dorgu.runtime.client.ApiClient` fenced by th
 ``--interval`` seconds with ``{"data": {"writer": ID, "n": counter}}`` (creating it if missing). Every step is
 one JSON line on stdout (``event`` plus ``mono``, the system-wide monotonic clock, and ``wall``): ``started``,
 ``leader`` (the observed holder changed), ``acquired``, ``write``, ``refused`` (the guard said no),
-``write_error``, ``lost``, ``released`` (a leader's graceful stop), ``exit``.
+``write_error``, ``lost``, ``handed_over`` (``--rebalance``: the Lease went to a candidate holding fewer),
+``released`` (a leader's graceful stop), ``exit``.
 
 SIGTERM stops it gracefully: the write loop finishes the write in flight, the Lease is released, exit 0.
 Losing the Lease (:class:`LeadershipLost`) exits with status 3, as a controller process would (its supervisor
-restarts it).
+restarts it); handing it over exits with 75 (the supervisor's "start me afresh at once").
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from dorgu.runtime.errors import AlreadyExists, ApiError, NotFound
 from dorgu.runtime.leaderelection import (
     LeaderElectionSettings,
     LeaderElector,
+    LeadershipHandedOver,
     LeadershipLost,
     NotLeading,
 )
 from dorgu.runtime.resource import CONFIGMAPS
 
 EXIT_LOST = 3
+EXIT_HANDED_OVER = 75
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -65,6 +68,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=0.2, help="seconds between writes while leading")
     p.add_argument("--group", default="dorgu")
     p.add_argument("--spread-delay", type=float, default=0.0)
+    p.add_argument("--rebalance", action="store_true", help="hand surplus Leases of the group over")
+    p.add_argument("--balance-period", type=float, default=None, help="presence and rebalance period")
     return p.parse_args(argv)
 
 
@@ -102,6 +107,9 @@ async def amain(args: argparse.Namespace) -> int:
             retry_period_s=retry_s,
             group=args.group,
             spread_delay_s=args.spread_delay,
+            rebalance=args.rebalance,
+            presence_period_s=args.balance_period,
+            rebalance_period_s=args.balance_period,
         ),
         on_new_leader=lambda holder: emit("leader", holder=holder),
     )
@@ -142,6 +150,9 @@ async def amain(args: argparse.Namespace) -> int:
     code = 0
     try:
         await run
+    except LeadershipHandedOver as e:
+        emit("handed_over", error=str(e))
+        code = EXIT_HANDED_OVER
     except LeadershipLost as e:
         emit("lost", error=str(e))
         code = EXIT_LOST
