@@ -49,9 +49,13 @@ image:
 	  echo "make image: needs a running Docker engine (docker info failed); nothing was built" >&2; exit 2; }
 	docker build -t $(IMAGE) .
 
-# The end-to-end suite on a real k3d cluster (machines with Docker and k3d): create, import the image,
-# apply deploy/, run tests/e2e/test_k3d.py against that cluster, delete. Without Docker or k3d it stops at once.
+# The end-to-end test on a real k3d cluster (machines with Docker and k3d), after `make image`: the script
+# deploy/e2e-k3d.sh creates the cluster, imports the image, applies deploy/, runs tests/e2e/test_k3d.py
+# against it and deletes the cluster on every exit (K3D_KEEP=1 keeps it for debugging). It fails unless that
+# test ran and passed: a skip, no test collected or an unusable kubeconfig is a failure. Without Docker or
+# k3d it stops at once (exit 2).
 K3D_CLUSTER ?= dorgu-e2e
+K3D_KEEP ?=
 e2e-k3d-tools:
 	@command -v k3d >/dev/null 2>&1 || { echo "make e2e-k3d: needs k3d (https://k3d.io) and Docker; k3d is not installed, nothing was run" >&2; exit 2; }
 	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
@@ -59,14 +63,8 @@ e2e-k3d-tools:
 
 e2e-k3d: e2e-k3d-tools $(STAMP)
 	$(MAKE) image
-	k3d cluster create $(K3D_CLUSTER) --wait --kubeconfig-update-default=false
-	set -e; trap 'k3d cluster delete $(K3D_CLUSTER)' EXIT; \
-	  kubeconfig=$$(mktemp); k3d kubeconfig get $(K3D_CLUSTER) > $$kubeconfig; \
-	  k3d image import -c $(K3D_CLUSTER) $(IMAGE); \
-	  KUBECONFIG=$$kubeconfig kubectl apply -k deploy/ ; \
-	  KUBECONFIG=$$kubeconfig kubectl -n dorgu-system set image statefulset/dorgu operator=$(IMAGE); \
-	  KUBECONFIG=$$kubeconfig kubectl -n dorgu-system rollout status statefulset/dorgu --timeout=300s; \
-	  DORGU_E2E_KUBECONFIG=$$kubeconfig $(BIN)/python -m pytest tests/e2e/test_k3d.py $(PYTEST_ARGS)
+	K3D_CLUSTER='$(K3D_CLUSTER)' K3D_KEEP='$(K3D_KEEP)' IMAGE='$(IMAGE)' PYTHON='$(BIN)/python' \
+	  PYTEST_ARGS='$(PYTEST_ARGS)' bash deploy/e2e-k3d.sh
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis build *.egg-info

@@ -1,5 +1,8 @@
 """`make e2e-k3d`: without Docker or k3d it stops at once with a clear message; with them (and
-``DORGU_E2E_KUBECONFIG`` set by the Makefile) the installed system is checked on the k3d cluster."""
+``DORGU_E2E_KUBECONFIG`` set by deploy/e2e-k3d.sh) the installed system is checked on the k3d cluster.
+
+Outside `make e2e-k3d` the cluster test skips. Under it (``DORGU_E2E_REQUIRED=1``) a missing or unusable
+kubeconfig is an error, never a skip; tests/e2e/test_k3d_target.py checks that `make e2e-k3d` then fails."""
 
 from __future__ import annotations
 
@@ -9,12 +12,44 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from tests.e2e.kit import ROOT
 
 KUBECONFIG = os.environ.get("DORGU_E2E_KUBECONFIG")
+# Set by `make e2e-k3d`: there a test that cannot run is a failure, never a skip.
+REQUIRED = os.environ.get("DORGU_E2E_REQUIRED") == "1"
+
+
+def _cannot_run(reason: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(f"the k3d e2e test did not run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def k3d_kubeconfig() -> str:
+    """DORGU_E2E_KUBECONFIG, once kubectl has reached the cluster's API server with it."""
+    if not KUBECONFIG:
+        _cannot_run("runs only from `make e2e-k3d` (DORGU_E2E_KUBECONFIG is not set)")
+    try:
+        out = subprocess.run(
+            ["kubectl", f"--kubeconfig={KUBECONFIG}", "version", "-o", "json", "--request-timeout=30s"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _cannot_run(f"kubectl could not be run: {e}")
+    try:
+        server = json.loads(out.stdout).get("serverVersion")
+    except (ValueError, AttributeError):
+        server = None
+    # The kubeconfig is usable only if the API server answered (kubectl prints its version).
+    if out.returncode != 0 or not server:
+        detail = out.stderr.strip()[-500:] or "no output"
+        _cannot_run(f"kubectl got no server version with {KUBECONFIG} (exit {out.returncode}): {detail}")
+    return KUBECONFIG
 
 
 def test_make_e2e_k3d_stops_at_once_without_docker_or_k3d(tmp_path: Path) -> None:
@@ -37,11 +72,10 @@ def test_make_e2e_k3d_stops_at_once_without_docker_or_k3d(tmp_path: Path) -> Non
     assert "venv" not in out.stdout  # it stopped before any set-up
 
 
-@pytest.mark.skipif(not KUBECONFIG, reason="runs only from `make e2e-k3d` (DORGU_E2E_KUBECONFIG)")
-def test_k3d_cluster_runs_dorgu() -> None:
+def test_k3d_cluster_runs_dorgu(k3d_kubeconfig: str) -> None:
     def kubectl(*args: str) -> str:
         return subprocess.run(
-            ["kubectl", f"--kubeconfig={KUBECONFIG}", *args], capture_output=True, text=True, check=True
+            ["kubectl", f"--kubeconfig={k3d_kubeconfig}", *args], capture_output=True, text=True, check=True
         ).stdout
 
     pods = json.loads(kubectl("-n", "dorgu-system", "get", "pods", "-o", "json"))["items"]
