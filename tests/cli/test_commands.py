@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cli.analyzer.compose import parse_compose
 from cli.analyzer.dockerfile import parse_dockerfile
 from cli.analyzer.git import git_remote
-from cli.output import Output
-from tests.cli.conftest import copy_app
+from tests.cli.conftest import ROOT, copy_app
 
 
 def test_help_and_groups(run_cli):
@@ -99,24 +102,60 @@ def test_cluster_init_dry_run_needs_no_cluster(run_cli):
     assert run_cli("cluster", "init").code == 2
 
 
-def test_no_color(monkeypatch):
-    import io
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
 
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    s = Tty()
-    Output(out=s).success("x")
-    assert "\x1b[" in s.getvalue()
-    s = Tty()
-    Output(out=s, no_color=True).success("x")
-    assert s.getvalue() == "✓ x\n"
-    monkeypatch.setenv("NO_COLOR", "1")
-    s = Tty()
-    Output(out=s).success("x")
-    assert s.getvalue() == "✓ x\n"
+def _dorgu(argv: list[str], env: dict[str, str], *, tty: bool) -> bytes:
+    """``dorgu`` in a process of its own, its stdout and stderr a pseudo-terminal (``tty``) or a pipe."""
+    if not tty:
+        return subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60).stdout  # fmt: skip
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, env=env,
+                                stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)  # fmt: skip
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child's end of the terminal is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(60) == 0, out
+    finally:
+        os.close(leader)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("no_color_env", "flag", "tty", "coloured"),
+    [
+        (None, False, True, True),  # a terminal: colour
+        ("", False, True, True),  # NO_COLOR empty counts as unset (no-color.org)
+        ("1", False, True, False),
+        ("0", False, True, False),  # any non-empty value, even "0"
+        (None, True, True, False),  # --no-color
+        (None, False, False, False),  # a pipe: never colour
+    ],
+)
+def test_colour_only_on_a_terminal_without_no_color(
+    tmp_path: Path, no_color_env: str | None, flag: bool, tty: bool, coloured: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "XDG_CONFIG_HOME", "KUBECONFIG")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    if no_color_env is not None:
+        env["NO_COLOR"] = no_color_env
+    argv = ["config", "set", "defaults.registry", "ghcr.io/acme", *(["--no-color"] if flag else [])]
+    out = _dorgu(argv, env, tty=tty)
+    if coloured:
+        assert ANSI.search(out), out
+    else:
+        assert b"\x1b" not in out, out  # no escape sequence of any kind
+    # the symbols and the text are the same either way
+    assert ANSI.sub(b"", out).decode().strip() == "✓ Set defaults.registry = ghcr.io/acme"
 
 
 def test_dockerfile_multistage_platform_healthcheck():
@@ -163,4 +202,3 @@ def test_llm_provider_failure_falls_back(run_cli, tmp_path, monkeypatch):
     r = run_cli("persona", "generate", str(app), "--dry-run", "--llm-provider", "ollama")
     assert r.code == 0 and "Warning: LLM analysis failed, using basic analysis" in r.err
     assert "A containerized api application" in r.out
-    assert os.environ.get("NO_COLOR") == "1"

@@ -9,13 +9,17 @@ identical. Formatting itself rounds: CPU to whole millicores (±0.5m), memory to
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import re
 import socket
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -345,23 +349,79 @@ def test_re2_escape_and_promql_string() -> None:
     assert re2_escape("a.b+c*d?(e)[f]{g}^h$i|j\\k-l") == r"a\.b\+c\*d\?\(e\)\[f\]\{g\}\^h\$i\|j\\k-l"
     assert promql_string('o"dd\\ns') == '"o\\"dd\\\\ns"'
     assert promql_string("a\nb\x01") == '"a\\nb\\x01"'
-    q = build_queries(ODD_NS, [("a.b",)], BaselineSettings(url="http://x"))["avg_cpu"]
-    assert 'namespace="o\\"dd\\\\ns"' in q
-    assert 'pod=~"a\\\\.b-[a-z0-9]{1,10}-[a-z0-9]{5}"' in q  # RE2-escaped, then PromQL-escaped
 
 
-def test_the_query_for_one_persona() -> None:
-    q = build_queries("shop", [("web",)], BaselineSettings(url="http://x"))
-    sel = '{namespace="shop",pod=~"web-[a-z0-9]{1,10}-[a-z0-9]{5}",container!="POD",container!=""}'
-    grp = '"dorgu_group", "g0", "pod", "web-[a-z0-9]{1,10}-[a-z0-9]{5}"'
-    cpu = f"label_replace(sum by (pod) (rate(container_cpu_usage_seconds_total{sel}[5m])), {grp})"
-    mem = f"label_replace(sum by (pod) (container_memory_working_set_bytes{sel}), {grp})"
-    assert q == {
-        "avg_cpu": f"avg_over_time(avg by (dorgu_group) ({cpu})[1h:1m])",
-        "peak_cpu": f"max_over_time(max by (dorgu_group) ({cpu})[1h:1m])",
-        "avg_memory": f"avg_over_time(avg by (dorgu_group) ({mem})[1h:1m])",
-        "peak_memory": f"max_over_time(max by (dorgu_group) ({mem})[1h:1m])",
-    }
+def _instant(prometheus: PrometheusServer, query: str, at: int = END) -> list[dict[str, Any]]:
+    """Prometheus's answer to an instant ``query`` at ``at`` (its own HTTP API, not the learner's client)."""
+    url = f"{prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": query, "time": str(at)})
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = json.load(r)
+    assert body["status"] == "success" and body["data"]["resultType"] == "vector", body
+    return list(body["data"]["result"])
+
+
+# hostile strings: quotes, backslashes, control characters, RE2 metacharacters, non-ASCII
+LITERALS = ['o"dd\\ns', "a\nb\x01", "t\tr\r\x7f", "a.b+c*d?(e)[f]{g}^h$i|j\\k-l", "ünï ✓"]
+
+
+def _with_label(name: str, value: str) -> str:
+    """A one-series vector carrying label ``name`` = ``value`` (``$`` doubled: the replacement expands it)."""
+    return f'label_replace(vector(1), "{name}", {promql_string(value.replace("$", "$$"))}, "", "")'
+
+
+@pytest.mark.parametrize("text", LITERALS)
+def test_prometheus_reads_promql_string_back_as_the_text(prometheus: PrometheusServer, text: str) -> None:
+    (series,) = _instant(prometheus, _with_label("x", text))
+    assert series["metric"]["x"] == text
+
+
+# each decoy matches the text taken as a pattern unescaped (".", "+" and "\\n" are RE2 syntax; "|" alternates)
+@pytest.mark.parametrize(
+    ("text", "decoys"),
+    [
+        ("a.b", ["aXb"]),
+        ("a+", ["aa", "a"]),
+        ("a.b+c*d?(e)[f]{g}^h$i|j\\k-l", ["j\\k-l", "a.b+c*d?(e)[f]{g}^h$i"]),
+        ('o"dd\\ns', ['o"dd\ns']),
+    ],
+)
+def test_re2_escape_matches_exactly_the_text_in_prometheus(
+    prometheus: PrometheusServer, text: str, decoys: list[str]
+) -> None:
+    pattern = promql_string(re2_escape(text))
+    for value, want in [(text, True)] + [(d, False) for d in decoys]:
+        (series,) = _instant(
+            prometheus, f'label_replace({_with_label("s", value)}, "m", "yes", "s", {pattern})'
+        )
+        assert (series["metric"].get("m") == "yes") is want, (value, want)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "groups", "pods"),
+    [
+        (NS, [("web",)], [WEB]),
+        (NS, [("web",), ("web-admin",)], [WEB, ADMIN]),
+        (NS, [("web", "web-admin")], [WEB + ADMIN]),
+        (ODD_NS, [("a.b",)], [("a.b-5d9c7b8f6-abcde",)]),  # the decoy aXb-… is not matched
+    ],
+)
+def test_the_queries_asked_of_prometheus_give_each_groups_figures(
+    prometheus: PrometheusServer,
+    namespace: str,
+    groups: list[tuple[str, ...]],
+    pods: list[tuple[str, ...]],
+) -> None:
+    """Each of the four queries, evaluated by Prometheus itself, answers one series per group, labelled
+    ``dorgu_group="g<i>"``, whose value is the oracle's figure for that group's pods."""
+    queries = build_queries(namespace, groups, BaselineSettings(url=prometheus.url))
+    assert set(queries) == {"avg_cpu", "peak_cpu", "avg_memory", "peak_memory"}
+    want = {f"g{i}": expected(namespace, p) for i, p in enumerate(pods)}
+    for field, query in queries.items():
+        got = {s["metric"]["dorgu_group"]: float(s["value"][1]) for s in _instant(prometheus, query)}
+        assert set(got) == set(want), (field, got)
+        for group, oracle in want.items():
+            w = getattr(oracle, field)
+            assert _rel(got[group], w) <= 1e-9, f"{field} {group}: Prometheus {got[group]!r} vs Python {w!r}"
 
 
 def _matches(deployment: str, pod: str) -> bool:
