@@ -11,9 +11,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,7 +22,8 @@ from controllers.argocd import ArgoCDReconciler, ArgoCDSettings, app_name, argo_
 from dorgu.domain.kube import ArgoApplication
 from dorgu.envtest import ControlPlane, HarnessClient
 from dorgu.envtest.http import ApiError
-from tests.controllers.cp_kit import poll, running
+from tests.controllers import cp_kit
+from tests.controllers.cp_kit import running
 
 ROOT = Path(__file__).resolve().parents[2]
 _CANDIDATES = (ROOT.parent / "shared/data/argocd", Path("/work/shared/data/argocd"))
@@ -31,6 +32,15 @@ CRD_NAME = "applications.argoproj.io"
 CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
 AP_MANAGER = "dorgu-applicationpersona"
 _n = itertools.count()
+DEADLINE_S = 90.0
+"""How long a wait on the control plane may take before the test fails: a hang guard, never a speed claim
+(how fast the controller mirrors a status is ``bench/controllers.py``'s figure)."""
+
+R = TypeVar("R")
+
+
+def poll(fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = DEADLINE_S, what: str) -> R:
+    return cp_kit.poll(fn, pred, timeout=timeout, what=what)
 
 
 # --------------------------------------------------------------------------- pure
@@ -218,7 +228,6 @@ def test_follows_application_installed_later_and_never_clobbers(
         poll(lambda: r.apps is not None and r.apps.has_synced(), bool, what="Application informer started")
 
         create_app(kube, ns2, "web-prod", dest=namespace, labels={"app.kubernetes.io/name": "web"})
-        t0 = time.monotonic()
         set_app_status(
             kube,
             ns2,
@@ -239,9 +248,8 @@ def test_follows_application_installed_later_and_never_clobbers(
         got = poll(
             lambda: argo_of(kube, namespace, "web"),
             lambda a: bool(a) and a.get("syncStatus") == "Synced",
-            what="status.argoCD",
+            what="status.argoCD to mirror the Application's Synced status",
         )
-        first = time.monotonic() - t0
         assert got == {
             "syncStatus": "Synced",
             "healthStatus": "Progressing",
@@ -252,7 +260,6 @@ def test_follows_application_installed_later_and_never_clobbers(
         }
 
         # Sync/health/revision changes follow (multi-source revisions joined).
-        t0 = time.monotonic()
         set_app_status(
             kube,
             ns2,
@@ -277,11 +284,8 @@ def test_follows_application_installed_later_and_never_clobbers(
                 and a["revision"] == "bbb222,ccc333"
                 and a["lastSyncTime"] == "2026-02-15T10:05:00Z"
             ),
-            what="changed status.argoCD",
+            what="status.argoCD to follow the Application's OutOfSync/Degraded status",
         )
-        second = time.monotonic() - t0
-        # "within a second" on an idle machine; generous here (2 cores shared with other test runs).
-        assert first < 5 and second < 5, (first, second)
 
         # The ApplicationPersona controller's fields survived; its next write leaves argoCD alone.
         st = status_of(kube, namespace, "web")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -21,9 +20,19 @@ from controllers.clusterpersona import ClusterPersonaReconciler, ClusterPersonaS
 from dorgu.domain.kube import Node
 from dorgu.envtest import ControlPlane, HarnessClient
 from dorgu.envtest.http import ApiError
-from tests.controllers.cp_kit import poll, running
+from tests.controllers import cp_kit
+from tests.controllers.cp_kit import running
 
 _n = itertools.count()
+DEADLINE_S = 90.0
+"""How long a wait on the control plane may take before the test fails: a hang guard, never a speed claim
+(how fast a node change reaches the status is ``bench/controllers.py``'s figure)."""
+
+R = TypeVar("R")
+
+
+def poll(fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = DEADLINE_S, what: str) -> R:
+    return cp_kit.poll(fn, pred, timeout=timeout, what=what)
 
 
 def node(
@@ -301,14 +310,12 @@ def test_node_events_health_and_platforms(
         assert first["namespaces"]["total"] >= 4
 
         nodes.append(a)
-        t0 = time.monotonic()
         make_node(kube, a, ready=True, labels={"kind.x-k8s.io/cluster": "kind"})
         s = poll(
             lambda: cluster_status(kube, cluster_persona),
             lambda s: s.get("nodeCount") == 1 and s["phase"] == "Ready",
-            what="discovery after a node was added",
+            what="discovery after a node was added (nodeCount 1, Ready)",
         )
-        assert time.monotonic() - t0 < 10
         assert s["platform"] == "Kind" and s["resourceSummary"]["totalCPU"] == "4"
         healthy = {c["type"]: c for c in s["conditions"]}["Healthy"]
         assert (healthy["status"], healthy["message"]) == ("True", "1/1 nodes ready")
@@ -534,7 +541,6 @@ def test_failed_discovery_step_keeps_old_value_and_recovers(
             ok = poll(
                 lambda: cluster_status(kube, cluster_persona),
                 lambda s: s.get("phase") == "Ready" and discovered(s).get("status") == "True",
-                timeout=10,
                 what="a full discovery with every permission",
             )
             assert ok["namespaces"]["total"] >= 4
@@ -544,7 +550,6 @@ def test_failed_discovery_step_keeps_old_value_and_recovers(
             s = poll(
                 lambda: cluster_status(kube, cluster_persona),
                 lambda s: discovered(s).get("status") == "False",
-                timeout=10,
                 what="Discovered=False without list namespaces",
             )
             cond = discovered(s)
@@ -568,7 +573,7 @@ def test_failed_discovery_step_keeps_old_value_and_recovers(
             )
             try:
                 seen = r.passes
-                poll(lambda: r.passes, lambda n: n >= seen + 3, timeout=10, what="three more passes")
+                poll(lambda: r.passes, lambda n: n >= seen + 3, what="three more passes")
                 s = cluster_status(kube, cluster_persona)
                 assert discovered(s)["status"] == "False" and s["namespaces"] == kept
 
@@ -577,7 +582,6 @@ def test_failed_discovery_step_keeps_old_value_and_recovers(
                 s = poll(
                     lambda: cluster_status(kube, cluster_persona),
                     lambda s: discovered(s).get("status") == "True",
-                    timeout=10,
                     what="Discovered=True after list namespaces is granted again",
                 )
                 assert discovered(s)["reason"] == "DiscoveryComplete" and s["phase"] == "Ready"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,17 +285,21 @@ def test_unreachable_server_retries_then_counts_an_error(cp: ControlPlane) -> No
     with_recorder(cp, body, clock=RealClock(), settings=settings, server=dead)
     assert emitted("Unreachable", "error") == errors + 1
 
-    # stop() cuts a retry wait short: the event is given up at once, not after max_tries × interval.
+    # stop() cuts a retry wait short and gives the event up (counted as an error). On a clock that stands
+    # still, only stop() can end the writer's wait; were it not cut short, stop() would run into its own
+    # timeout instead, cancel the writer and count nothing.
     async def stopping(rec: EventRecorder, clock: Any) -> None:
         rec.record(ref, type="Warning", reason="Unreachable", message="m")
-        await asyncio.sleep(0.3)
-        t0 = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + 60  # a hang guard: the first try fails at once
+        while clock.sleepers == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the writer never waited to retry"
+            await asyncio.sleep(0.01)
         await rec.stop()
-        assert time.monotonic() - t0 < 5
+        assert rec.pending == 0
 
-    slow = EventRecorderSettings(max_tries=12, retry_interval_s=600)
-    with_recorder(cp, stopping, clock=RealClock(), settings=slow, server=dead)
-    assert emitted("Unreachable", "error") == errors + 2
+    slow = EventRecorderSettings(max_tries=12, retry_interval_s=600, stop_timeout_s=60)
+    with_recorder(cp, stopping, clock=FakeClock(start=START), settings=slow, server=dead)
+    assert emitted("Unreachable", "error") == errors + 2, "stop() did not end the retry wait and give up"
 
 
 def test_run_as_a_task(cp: ControlPlane, ns: str) -> None:

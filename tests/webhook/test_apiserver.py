@@ -10,8 +10,9 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -208,10 +209,15 @@ def test_verdicts_equal_controller(
     assert not denied["ok"] and denied["everything"]
 
 
-def _check_stream(api: Api, enf: str, adv: str, until: float) -> int:
-    """Writes until ``until``; every one must get its verdict and its warnings. Returns how many."""
+def _check_stream(
+    api: Api, enf: str, adv: str, done: Callable[[int], bool], *, what: str, timeout: float = 120.0
+) -> int:
+    """Writes until ``done(writes so far)``; every one must get its verdict and its warnings. Returns how
+    many. ``timeout`` is a hang guard: the test fails if ``what`` has not happened by then."""
     n = 0
-    while time.monotonic() < until:
+    give_up = time.monotonic() + timeout
+    while not done(n):
+        assert time.monotonic() < give_up, f"after {n} writes in {timeout:.0f} s: {what} did not happen"
         n += 1
         d = api.request("POST", f"/apis/apps/v1/namespaces/{enf}/deployments?dryRun=All", bad())
         assert (d.status, d.warnings) == (403, BAD_WARNINGS), (n, d.status, d.body)
@@ -242,17 +248,34 @@ def test_rotation_under_writes(kube: HarnessClient, api: Api, replicas: kit.Repl
         "webhook_check_interval_s": 0.5,
     }
     (rep,) = replicas.start(kit.options(kit.free_port(), **short))
-    assert rep.server is not None
-    first_ca = rep.server.material.cas[0]  # type: ignore[union-attr]
-    writes = _check_stream(api, enf, adv, time.monotonic() + 13)
-    assert writes >= 5
-    assert rep.server.certs.rotations >= 4, rep.server.certs.rotations
-    assert rep.server.tls.loads >= 3, rep.server.tls.loads
-    assert rep.server.material.cas[0] != first_ca  # type: ignore[union-attr]
-    # The configuration trusts the new CA (and no expired one).
+    server = rep.server
+    assert server is not None and server.material is not None
+    first_ca = server.material.cas[0]
+    writes_when_expired: list[int] = []  # how many writes had been made when the old CA was seen expired
+
+    # Writes go on through every step of the schedule, whenever the server's timers get to them: at least
+    # 5 writes, 4 rotations, 3 loads of the TLS pair, a new signing CA, and writes after the old CA expired.
+    def through_the_schedule(n: int) -> bool:
+        if not writes_when_expired and dt.datetime.now(dt.UTC) > first_ca.not_valid_after_utc:
+            writes_when_expired.append(n)
+        return (
+            n >= 5
+            and server.certs.rotations >= 4
+            and server.tls.loads >= 3
+            and server.material is not None
+            and server.material.cas[0] != first_ca
+            and bool(writes_when_expired)
+            and n > writes_when_expired[0]
+        )
+
+    writes = _check_stream(
+        api, enf, adv, through_the_schedule, what="the rotations and the old CA's expiry under writes"
+    )
+    print(f"\n{writes} writes through the rotations ({writes_when_expired[0]} before the old CA expired)")
+    # The configuration trusts the new CA.
     vwc = kube.get(f"{VWC}/dorgu-deployment-validation")
     bundle = x509.load_pem_x509_certificates(base64.b64decode(vwc["webhooks"][0]["clientConfig"]["caBundle"]))
-    assert rep.server.material.cas[0] in bundle  # type: ignore[union-attr]
+    assert server.material.cas[0] in bundle
 
 
 def test_three_replicas_start_at_once(

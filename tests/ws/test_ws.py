@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from tests.ws.kit import CliStream, Operator, dorgu, poll
 AP = "/apis/dorgu.io/v1/namespaces/{ns}/applicationpersonas"
 DEP = "/apis/apps/v1/namespaces/{ns}/deployments"
 _n = itertools.count()
+DEADLINE_S = 60.0
+"""How long any one wait may take before the test fails: a hang guard, never a speed claim."""
 
 
 @pytest.fixture
@@ -44,17 +45,18 @@ def api_state(kube: HarnessClient, ns: str) -> dict[str, str]:
 # -- Go CLI compatibility: JSON frames, original envelope, requestId on errors ---------------------------
 
 
-def test_json_client_without_subprotocol_and_errors_echo_request_id_fast(operator: Operator) -> None:
-    async def main() -> list[float]:
+def test_json_client_without_subprotocol_and_errors_echo_request_id(operator: Operator) -> None:
+    """How fast the server answers is ``bench/ws.py``'s figure (error round trip); here, what it answers."""
+
+    async def main() -> None:
         async with aiohttp.ClientSession() as s, s.ws_connect(operator.url("open")) as ws:
             assert ws.protocol is None
             await ws.send_str(json.dumps({"type": "subscribe", "topic": "personas", "requestId": "s1",
                                           "timestamp": "2026-02-15T10:00:00Z"}))  # fmt: skip
-            reply = json.loads(await ws.receive_str(timeout=10))
+            reply = json.loads(await ws.receive_str(timeout=DEADLINE_S))
             assert reply["type"] == "response" and reply["requestId"] == "s1"
             assert reply["payload"]["status"] == "subscribed" and reply["payload"]["topic"] == "personas"
             assert reply["timestamp"].endswith("Z")
-            lat = []
             for i, (msg, code) in enumerate(
                 [
                     ({"type": "request", "topic": "deployments"}, "unknown_topic"),
@@ -67,16 +69,12 @@ def test_json_client_without_subprotocol_and_errors_echo_request_id_fast(operato
                 ]
                 * 3
             ):
-                t0 = time.monotonic()
                 await ws.send_str(json.dumps({**msg, "requestId": f"r{i}"}))
-                err = json.loads(await ws.receive_str(timeout=10))
-                lat.append(time.monotonic() - t0)
+                err = json.loads(await ws.receive_str(timeout=DEADLINE_S))
                 assert err["type"] == "error" and err["requestId"] == f"r{i}", err
                 assert err["payload"]["code"] == code, err
-            return lat
 
-    lat = asyncio.run(main())
-    assert statistics.median(lat) < 0.1, lat
+    asyncio.run(main())
 
 
 # -- persona watch: Pending -> Active -> Degraded -------------------------------------------------------
@@ -100,13 +98,13 @@ def test_persona_watch_shows_pending_active_degraded(
             return out
 
         kube.post(AP.format(ns=ns), persona("shop", scaling={"minReplicas": 2}))
-        poll(lambda: "Pending" in phases(), f"Pending in the watch (stderr: {cli.err})")
+        poll(lambda: "Pending" in phases(), f"Pending in the watch (stderr: {cli.err})", DEADLINE_S)
         kube.post(DEP.format(ns=ns), deployment("shop", replicas=2))
         set_deployment_status(kube, ns, "shop", ready=2, total=2, available=True)
-        poll(lambda: "Active" in phases(), f"Active in the watch: {phases()}")
+        poll(lambda: "Active" in phases(), f"Active in the watch: {phases()}", DEADLINE_S)
         kube.patch(f"{DEP.format(ns=ns)}/shop", {"spec": {"replicas": 1}})
         set_deployment_status(kube, ns, "shop", ready=1, total=1, available=True)
-        poll(lambda: "Degraded" in phases(), f"Degraded in the watch: {phases()}")
+        poll(lambda: "Degraded" in phases(), f"Degraded in the watch: {phases()}", DEADLINE_S)
         seq = phases()
         assert seq.index("Pending") < seq.index("Active") < seq.index("Degraded"), seq
         last = [e for e in cli.json_lines() if e.get("name") == "shop"][-1]
@@ -151,7 +149,7 @@ def test_kill_server_mid_stream_client_ends_with_every_change(
     cli = CliStream("persona", "watch", "-n", ns, "-o", "json", "--operator-url", operator.url("open"))
     stop = threading.Event()
     try:
-        poll(lambda: len(_cli_state(cli)) == 200, f"the initial 200 (stderr: {cli.err[-5:]})")
+        poll(lambda: len(_cli_state(cli)) == 200, f"the initial 200 (stderr: {cli.err[-5:]})", DEADLINE_S)
         churn = threading.Thread(target=_churn, args=(kube, ns, names, 3, stop))
         churn.start()
         time.sleep(1.0)
@@ -162,7 +160,7 @@ def test_kill_server_mid_stream_client_ends_with_every_change(
         churn.join(120)
         operator.ready("open", after=starts)
         want = api_state(kube, ns)
-        poll(lambda: _cli_state(cli) == want, "the CLI's set to equal the API's", timeout=60)
+        poll(lambda: _cli_state(cli) == want, "the CLI's set to equal the API's", DEADLINE_S)
         assert any("reconnect" in line for line in cli.err), cli.err
     finally:
         stop.set()
@@ -189,7 +187,7 @@ def test_connection_cut_resumes_by_replay_without_gaps(
         f = Follower(settings, p.TOPIC_PERSONAS, namespace=ns, emit=emit)
         stop = asyncio.Event()
         task = asyncio.create_task(f.run(stop))
-        await asyncio.wait_for(f.synced.wait(), 30)
+        await asyncio.wait_for(f.synced.wait(), DEADLINE_S)
 
         def churn() -> None:
             _churn(kube, ns, names, 3, threading.Event())
@@ -198,7 +196,7 @@ def test_connection_cut_resumes_by_replay_without_gaps(
 
         await asyncio.get_running_loop().run_in_executor(None, churn)
         want = api_state(kube, ns)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEADLINE_S
         while f.connects < 2 or {k: v["resourceVersion"] for k, v in f.state.items()} != want:
             assert time.monotonic() < deadline, f"follower did not converge (connects={f.connects})"
             await asyncio.sleep(0.1)
@@ -250,7 +248,7 @@ def test_auth_no_token_bad_token_no_rbac_and_namespace_scoped_rbac(
             r = dorgu("persona", "list", "-n", ns, "-o", "json", "--operator-url", url, "--token", reader)
             return r.returncode == 0 and [i["name"] for i in json.loads(r.stdout)] == ["mine"]
 
-        poll(listed, "the reader to list its namespace", every=0.5)
+        poll(listed, "the reader to list its namespace", DEADLINE_S, every=0.5)
         for args in (["-n", other], ["-A"]):
             r = dorgu("persona", "list", *args, "--operator-url", url, "--token", reader)
             assert r.returncode == 1 and "forbidden" in r.stderr, (args, r.stderr)
