@@ -1,0 +1,759 @@
+"""Benchmark of leader election (``dorgu.runtime.leaderelection``) with candidates as OS processes.
+
+Run ``.venv/bin/python bench/leases.py [--repeat 3] [--only failover,defaults,sigterm,rebalance]
+[--spread-delay 1] [--balance-period 1] [--deadline 120] [--json]``. It starts its own control plane
+(etcd + kube-apiserver, an audit log of Lease and ConfigMap requests at Metadata level), runs candidates with
+``tests/runtime/leader_candidate.py`` (each a process of its own, writing a ConfigMap every 0.2 s while it
+leads, reporting every step as a JSON line with ``mono``, the system-wide monotonic clock), measures, prints
+a table (or, with ``--json``, one JSON object on stdout; the table then goes to stderr) and stops
+everything. Each figure is measured ``--repeat`` times, each time in a fresh namespace; min/median/max.
+
+Figures (these were the timing assertions of ``tests/runtime/test_leaderelection.py``):
+
+1. **kill -9 fail-over**, durations 3,2,0.5 s (lease, renew deadline, retry; three candidates) and the
+   defaults 15,10,2 s (two candidates): seconds from SIGKILL of the leader to the new leader's first
+   ConfigMap write being answered. Rule: lease + 2 × retry (4 s and 19 s). Beside it, from the audit log:
+   the seconds between the killed leader's last renewal and the take-over reaching the server (never less
+   than the lease duration).
+2. **SIGTERM hand-over**, durations 3,2,0.5 s, three candidates: the old leader releases the Lease (empty
+   holder) and exits 0. From the audit log: ms from the release being answered to the next leader's first
+   write being received; from the candidates' events: ms from the ``released`` event to the next leader's
+   first ``write`` event (the write answered). Target (the test's old assertion): < 1000 ms.
+3. **Rebalancing convergence** (``--rebalance --balance-period P``): identities ``replica-a``, ``-b`` and
+   ``-c``, Leases ``ctl-1..3`` in one group, one candidate process per identity and Lease (distinct
+   User-Agents), durations 3,2,0.5 s, ``--spread-delay`` and ``--balance-period`` as given. A's three
+   candidates start first; once A leads all three, B's and C's six start. A candidate exiting 75 (handed
+   over) is restarted at once with the same arguments, as the operator's supervisor does (any other exit
+   too, and counted). Figure: seconds from starting B and C until every identity holds exactly one Lease
+   (holders read from the API server every 0.1 s), also counted from the last of B's and C's ``started``
+   events (the bound of the rule: lease + 2 × presence + 2 × rebalance period, plus request times);
+   the hand-overs (``handed_over`` events) it took. Then 5 s more: the holders must not change. Not
+   converged within ``--deadline`` seconds is a failure, reported as such; so is a *hung* candidate: one
+   the API has named holder of its Lease for 5 s whose process runs but never started leading (no
+   ``acquired`` event) — no supervisor restarts a process that runs, so the group would never converge.
+
+Everything shares the machine's cores with etcd and kube-apiserver, and on a shared machine with whatever
+else runs: the bench prints the load average it started under. Compare runs on the same machine only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ is sys.path[0]: its modules (bench/webhook.py) would shadow the packages.
+sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != ROOT / "bench"]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient  # noqa: E402
+from dorgu.runtime.resource import LEASES  # noqa: E402
+
+TEST_DURATIONS = (3.0, 2.0, 0.5)  # lease, renew deadline, retry period
+DEFAULT_DURATIONS = (15.0, 10.0, 2.0)
+EXIT_HANDED_OVER = 75  # tests/runtime/leader_candidate.py: "start me afresh at once"
+START_TIMEOUT_S = 45.0
+"""Python processes starting at once on a busy machine: generous."""
+SETTLE_S = 5.0
+"""After convergence, the holders are watched this long: they must not change."""
+POLL_S = 0.1
+HUNG_S = 5.0
+"""A candidate named holder of its Lease this long without having started to lead is reported as hung."""
+SIGTERM_TARGET_MS = 1000.0
+SCENARIOS = ("failover", "defaults", "sigterm", "rebalance")
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
+  - group: ""
+    resources: ["configmaps"]
+- level: None
+"""
+
+T = TypeVar("T")
+
+
+class ScenarioFailed(Exception):
+    """One run did not reach the state it waits for in time (the message says what and shows the
+    candidates)."""
+
+
+def progress(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# -- the control plane and candidates ----------------------------------------------------------------------
+
+
+@dataclass
+class Plane:
+    cp: ControlPlane
+    kube: HarnessClient
+    audit_log: Path
+    logs: Path
+
+    def namespace(self, name: str) -> str:
+        self.kube.post(
+            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+        return name
+
+    def holders(self, namespace: str, names: Sequence[str]) -> dict[str, str]:
+        """Lease name → holder ("" when free or missing), from one LIST."""
+        items = self.kube.get(LEASES.path(namespace=namespace)).get("items") or []
+        found = {i["metadata"]["name"]: str((i.get("spec") or {}).get("holderIdentity") or "") for i in items}
+        return {n: found.get(n, "") for n in names}
+
+
+class Candidate:
+    """One ``leader_candidate`` process; its JSON-line events are collected by a reader thread."""
+
+    def __init__(self, plane: Plane, args: list[str], log_name: str) -> None:
+        self.args = args
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.stderr_path = plane.logs / f"{log_name}.log"
+        self.ua = args[args.index("--user-agent") + 1]
+        self.identity = args[args.index("--identity") + 1]
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.runtime.leader_candidate", *args],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                self.events.append(event)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e["event"] == kind]
+
+    def first(self, kind: str) -> dict[str, Any] | None:
+        found = self.of(kind)
+        return found[0] if found else None
+
+    def observed_leader(self, identity: str) -> bool:
+        return any(e.get("holder") == identity for e in self.of("leader"))
+
+    def send(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+        self._reader.join(10)
+
+    def describe(self) -> str:
+        with self._lock:
+            kinds = [e["event"] for e in self.events]
+        try:
+            tail = "\n    ".join(self.stderr_path.read_text(errors="replace").splitlines()[-6:])
+        except OSError:
+            tail = ""
+        return (
+            f"  {self.ua} (rc={self.proc.poll()}): {len(kinds)} events, last {kinds[-6:]}\n    stderr: {tail}"
+        )
+
+
+def candidate_args(
+    plane: Plane,
+    *,
+    identity: str,
+    lease: str,
+    namespace: str,
+    durations: tuple[float, float, float],
+    user_agent: str | None = None,
+    configmap: str = "leader-writes",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    return [
+        # --token=X as one word: a random token may start with "-", which argparse takes for an option
+        "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), f"--token={plane.cp.admin_token}",
+        "--identity", identity, "--lease", lease, "--namespace", namespace,
+        "--durations", ",".join(f"{d:g}" for d in durations),
+        "--user-agent", user_agent or f"dorgu-bench/{identity}", "--configmap", configmap, *extra,
+    ]  # fmt: skip
+
+
+def wait_until(
+    pred: Callable[[], T | None], *, timeout: float, what: str, cands: Sequence[Candidate] = ()
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            state = "\n".join(c.describe() for c in cands)
+            raise ScenarioFailed(f"timed out after {timeout:.0f} s waiting for {what}\n{state}")
+        time.sleep(0.02)
+
+
+def wait_for_leader(cands: Sequence[Candidate], *, writes: int = 3) -> Candidate:
+    """The candidate that wrote ``writes`` times, once every other one observed it as the holder, and three
+    writes later (the followers' Lease watches are open by then)."""
+    leader = wait_until(
+        lambda: next((c for c in cands if len(c.of("write")) >= writes), None),
+        timeout=START_TIMEOUT_S, what="a leader's writes", cands=cands,
+    )  # fmt: skip
+    wait_until(
+        lambda: all(c.observed_leader(leader.identity) for c in cands if c is not leader),
+        timeout=START_TIMEOUT_S, what=f"the followers to observe {leader.identity}", cands=cands,
+    )  # fmt: skip
+    n = len(leader.of("write")) + 3
+    wait_until(lambda: len(leader.of("write")) >= n, timeout=15, what="more writes", cands=cands)
+    return leader
+
+
+# -- the audit log -----------------------------------------------------------------------------------------
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Req:
+    """One finished request, as the audit log saw it (server-side timestamps, seconds since the epoch)."""
+
+    ua: str
+    verb: str
+    resource: str
+    code: int
+    received: float
+    done: float
+
+    @property
+    def ok_write(self) -> bool:
+        return 200 <= self.code < 300 and self.verb in ("create", "update", "patch")
+
+
+def audit(plane: Plane, namespace: str) -> list[Req]:
+    """The namespace's finished requests, in the order the server received them."""
+    out = []
+    for line in plane.audit_log.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        ref = e.get("objectRef") or {}
+        if ref.get("namespace") != namespace or e.get("stage") != "ResponseComplete":
+            continue
+        out.append(
+            Req(
+                ua=e.get("userAgent", ""),
+                verb=e["verb"],
+                resource=ref.get("resource", ""),
+                code=int((e.get("responseStatus") or {}).get("code", 0)),
+                received=_ts(e["requestReceivedTimestamp"]),
+                done=_ts(e["stageTimestamp"]),
+            )
+        )
+    return sorted(out, key=lambda r: r.received)
+
+
+def ok_writes(reqs: list[Req], resource: str, ua: str | None = None) -> list[Req]:
+    return [r for r in reqs if r.resource == resource and r.ok_write and (ua is None or r.ua == ua)]
+
+
+def audit_with_write_of(plane: Plane, namespace: str, cand: Candidate) -> list[Req]:
+    """The audit log once it holds ``cand``'s first ConfigMap write."""
+    return wait_until(
+        lambda: (reqs := audit(plane, namespace)) and ok_writes(reqs, "configmaps", cand.ua) and reqs,
+        timeout=15, what="the audit log to catch up", cands=[cand],
+    )  # fmt: skip
+
+
+# -- 1. kill -9 fail-over ----------------------------------------------------------------------------------
+
+
+def run_failover(plane: Plane, ns: str, durations: tuple[float, float, float], n: int) -> dict[str, float]:
+    lease_s, _, retry_s = durations
+    cands: list[Candidate] = []
+    try:
+        for i in range(n):
+            args = candidate_args(plane, identity=f"{ns}-{i}", lease="ctl", namespace=ns, durations=durations)
+            cands.append(Candidate(plane, args, f"{ns}-{i}"))
+        leader = wait_for_leader(cands)
+        followers = [c for c in cands if c is not leader]
+        t_kill = time.monotonic()
+        leader.send(signal.SIGKILL)
+        new = wait_until(
+            lambda: next((c for c in followers if c.of("write")), None),
+            timeout=lease_s + 2 * retry_s + 30, what="a new leader's first write", cands=cands,
+        )  # fmt: skip
+        first = new.first("write")
+        assert first is not None
+        reqs = audit_with_write_of(plane, ns, new)
+        last_renewal = max(r.received for r in ok_writes(reqs, "leases", leader.ua))
+        taken = min(r.received for r in ok_writes(reqs, "leases", new.ua))
+        return {"failover_s": first["mono"] - t_kill, "lease_gap_s": taken - last_renewal}
+    finally:
+        for c in cands:
+            c.close()
+
+
+# -- 2. SIGTERM hand-over ----------------------------------------------------------------------------------
+
+
+def run_sigterm(plane: Plane, ns: str) -> dict[str, float]:
+    cands: list[Candidate] = []
+    try:
+        for i in range(3):
+            args = candidate_args(
+                plane, identity=f"{ns}-{i}", lease="ctl", namespace=ns, durations=TEST_DURATIONS
+            )
+            cands.append(Candidate(plane, args, f"{ns}-{i}"))
+        leader = wait_for_leader(cands)
+        followers = [c for c in cands if c is not leader]
+        t_term = time.monotonic()
+        leader.send(signal.SIGTERM)
+        code = leader.wait_exit(timeout=30)
+        released = leader.first("released")
+        if code != 0 or released is None or released["holder"] != "":
+            raise ScenarioFailed(f"the SIGTERM-ed leader did not release cleanly\n{leader.describe()}")
+        new = wait_until(
+            lambda: next((c for c in followers if c.of("write")), None),
+            timeout=30, what="a new leader's first write", cands=cands,
+        )  # fmt: skip
+        first = new.first("write")
+        assert first is not None
+        reqs = audit_with_write_of(plane, ns, new)
+        release = max(ok_writes(reqs, "leases", leader.ua), key=lambda r: r.received)
+        new_first = min(r.received for r in ok_writes(reqs, "configmaps", new.ua))
+        return {
+            "handover_ms": (new_first - release.done) * 1000,
+            "events_ms": (first["mono"] - released["mono"]) * 1000,
+            "term_to_write_ms": (first["mono"] - t_term) * 1000,
+        }
+    finally:
+        for c in cands:
+            c.close()
+
+
+# -- 3. rebalancing ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Supervised:
+    """A candidate restarted with the same arguments whenever it exits (as the operator's supervisor
+    restarts a component), until :meth:`close`."""
+
+    plane: Plane
+    args: list[str]
+    name: str
+    generations: list[Candidate] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.generations.append(Candidate(self.plane, self.args, self.name))
+
+    @property
+    def current(self) -> Candidate:
+        return self.generations[-1]
+
+    def tick(self) -> None:
+        code = self.current.proc.poll()
+        if code is not None:
+            self.current.wait_exit(10)
+            self.exit_codes.append(code)
+            self.generations.append(Candidate(self.plane, self.args, self.name))
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for c in self.generations for e in c.of(kind)]
+
+    def close(self) -> None:
+        for c in self.generations:
+            c.close()
+
+
+def run_rebalance(
+    plane: Plane, ns: str, *, spread_delay_s: float, balance_period_s: float, deadline_s: float
+) -> dict[str, Any]:
+    leases = ("ctl-1", "ctl-2", "ctl-3")
+    ids = ("replica-a", "replica-b", "replica-c")
+    extra = [
+        "--rebalance",
+        "--balance-period",
+        f"{balance_period_s:g}",
+        "--spread-delay",
+        f"{spread_delay_s:g}",
+    ]
+    slots: dict[tuple[str, str], Supervised] = {}
+    named_since: dict[tuple[str, str], float] = {}
+
+    def start(identity: str) -> None:
+        for lease in leases:
+            args = candidate_args(
+                plane, identity=identity, lease=lease, namespace=ns, durations=TEST_DURATIONS,
+                user_agent=f"dorgu-bench/{identity}/{lease}", configmap=f"writes-{lease}", extra=extra,
+            )  # fmt: skip
+            slots[identity, lease] = Supervised(plane, args, f"{ns}.{identity}.{lease}")
+
+    def state() -> str:
+        return "\n".join(c.describe() for s in slots.values() for c in s.generations)
+
+    def tick() -> dict[str, str]:
+        """Restart exited candidates, read the holders, and fail the run on a hung candidate."""
+        for s in slots.values():
+            s.tick()
+        holders = plane.holders(ns, leases)
+        now = time.monotonic()
+        for (identity, lease), s in slots.items():
+            # A Lease naming a running candidate that has not started leading: it takes a Lease handed to
+            # it at once, so after HUNG_S it is stuck, and no supervisor restarts a process that runs.
+            if holders[lease] == identity and s.current.proc.poll() is None and not s.current.of("acquired"):
+                since = named_since.setdefault((identity, lease), now)
+                if now - since > HUNG_S:
+                    raise ScenarioFailed(
+                        f"{s.current.ua} hung: {lease} has named it for {now - since:.0f} s, its process "
+                        f"runs, and it never started leading (no `acquired` event)\n{state()}"
+                    )
+            else:
+                named_since.pop((identity, lease), None)
+        return holders
+
+    try:
+        start(ids[0])
+        t_a = time.monotonic()
+        while not (
+            set(tick().values()) == {ids[0]} and all(slots[ids[0], le].current.of("write") for le in leases)
+        ):
+            if time.monotonic() - t_a > START_TIMEOUT_S:
+                raise ScenarioFailed(f"{ids[0]} did not come to lead all three Leases\n{state()}")
+            time.sleep(POLL_S)
+        t0 = time.monotonic()
+        for identity in ids[1:]:
+            start(identity)
+        converged_at: float | None = None
+        holders: dict[str, str] = {}
+        while converged_at is None and time.monotonic() - t0 < deadline_s:
+            holders = tick()
+            if sorted(holders.values()) == sorted(ids):
+                converged_at = time.monotonic()
+            else:
+                time.sleep(POLL_S)
+        if converged_at is None:
+            raise ScenarioFailed(f"not converged within {deadline_s:g} s: holders {holders}\n{state()}")
+        handovers_to_converge = sum(len(s.events("handed_over")) for s in slots.values())
+        at_convergence = dict(holders)
+        # Hold: the holders must stay as they are.
+        changes = 0
+        t_hold = time.monotonic()
+        while time.monotonic() - t_hold < SETTLE_S:
+            now = tick()
+            changes += now != holders
+            holders = now
+            time.sleep(POLL_S)
+        # B's and C's Leases: the first write of each after B and C were started.
+        first_writes = [
+            min(
+                (e["mono"] for e in slots[at_convergence[le], le].events("write") if e["mono"] >= t0),
+                default=None,
+            )
+            for le in leases
+            if at_convergence[le] != ids[0]
+        ]
+        started = [s.generations[0].first("started") for (i, _), s in slots.items() if i in ids[1:]]
+        last_started = max(e["mono"] for e in started if e is not None)
+        exits = Counter(code for s in slots.values() for code in s.exit_codes)
+        return {
+            "converge_s": converged_at - t0,
+            "from_last_started_s": converged_at - last_started,
+            "writing_s": max(w for w in first_writes if w is not None) - t0
+            if all(w is not None for w in first_writes)
+            else None,
+            "stable": changes == 0,
+            "changes_after": changes,
+            "holders": at_convergence,
+            "holders_after": holders,
+            "handovers": handovers_to_converge,
+            "handovers_total": sum(len(s.events("handed_over")) for s in slots.values()),
+            "lost": sum(len(s.events("lost")) for s in slots.values()),
+            "restarts": sum(exits.values()),
+            "exit_codes": {str(k): v for k, v in sorted(exits.items())},
+        }
+    finally:
+        for s in slots.values():
+            s.close()
+
+
+# -- figures -----------------------------------------------------------------------------------------------
+
+
+def stats(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def repeat(
+    what: str, n: int, run: Callable[[int], dict[str, Any]], failures: list[str]
+) -> list[dict[str, Any]]:
+    out = []
+    for r in range(n):
+        progress(f"{what}, run {r + 1}/{n}")
+        try:
+            out.append(run(r))
+        except ScenarioFailed as e:
+            failures.append(f"{what}, run {r + 1}: {e}")
+            progress(f"  FAILED: {e}")
+        else:
+            progress("  " + ", ".join(f"{k} {v:.2f}" for k, v in out[-1].items() if isinstance(v, float)))
+    return out
+
+
+def measure(plane: Plane, args: argparse.Namespace) -> dict[str, Any]:
+    fig: dict[str, Any] = {"repeat": args.repeat}
+    failures: list[str] = []
+    for key, durations, n in (("failover", TEST_DURATIONS, 3), ("defaults", DEFAULT_DURATIONS, 2)):
+        if key not in args.only:
+            continue
+        lease_s, _, retry_s = durations
+        runs = repeat(
+            f"1. kill -9 fail-over, durations {','.join(f'{d:g}' for d in durations)}",
+            args.repeat,
+            lambda r, d=durations, n=n, key=key: run_failover(plane, plane.namespace(f"le-{key}-{r}"), d, n),
+            failures,
+        )
+        fig[f"kill9_{key}"] = {
+            "durations_s": list(durations),
+            "candidates": n,
+            "rule_s": lease_s + 2 * retry_s,
+            "runs_s": [x["failover_s"] for x in runs],
+            "lease_gap_runs_s": [x["lease_gap_s"] for x in runs],
+            **stats([x["failover_s"] for x in runs]),
+        }
+    if "sigterm" in args.only:
+        runs = repeat(
+            "2. SIGTERM hand-over",
+            args.repeat,
+            lambda r: run_sigterm(plane, plane.namespace(f"le-term-{r}")),
+            failures,
+        )
+        fig["sigterm"] = {
+            "target_ms": SIGTERM_TARGET_MS,
+            "runs_ms": [x["handover_ms"] for x in runs],
+            "events_runs_ms": [x["events_ms"] for x in runs],
+            "term_to_write_runs_ms": [x["term_to_write_ms"] for x in runs],
+            **stats([x["handover_ms"] for x in runs]),
+            "events": stats([x["events_ms"] for x in runs]),
+        }
+    if "rebalance" in args.only:
+        lease_s = TEST_DURATIONS[0]
+        runs = repeat(
+            "3. rebalancing convergence",
+            args.repeat,
+            lambda r: run_rebalance(
+                plane,
+                plane.namespace(f"le-rebalance-{r}"),
+                spread_delay_s=args.spread_delay,
+                balance_period_s=args.balance_period,
+                deadline_s=args.deadline,
+            ),
+            failures,
+        )
+        fig["rebalance"] = {
+            "durations_s": list(TEST_DURATIONS),
+            "balance_period_s": args.balance_period,
+            "spread_delay_s": args.spread_delay,
+            "deadline_s": args.deadline,
+            # the module's bound, counted from the last candidate starting to contend
+            "rule_s": lease_s + 4 * args.balance_period,
+            "runs": runs,
+            "converged": len(runs),
+            **stats([x["converge_s"] for x in runs]),
+            "from_last_started": stats([x["from_last_started_s"] for x in runs]),
+            "handovers": stats([x["handovers"] for x in runs]),
+        }
+    fig["failures"] = failures
+    return fig
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f} ms" if unit == "ms" else f"{v:.2f} s" if unit == "s" else f"{v:g}"
+
+
+Row = tuple[str, str, str, str, str, str]
+
+
+def row(label: str, values: Sequence[float], unit: str, target: str = "", result: str = "info") -> Row:
+    st = stats(values)
+    return (label, *(_fmt(st[k], unit) for k in ("min", "median", "max")), target, result)
+
+
+def count(values: Sequence[float], ok: Callable[[float], bool], what: str, runs: int) -> str:
+    """How many of the ``runs`` attempted met the rule (a run that failed counts as not meeting it)."""
+    return f"{sum(1 for x in values if ok(x))}/{runs} {what}"
+
+
+def table(fig: dict[str, Any]) -> str:
+    rows: list[Row] = []
+    n = fig["repeat"]
+    for key in ("failover", "defaults"):
+        f = fig.get(f"kill9_{key}")
+        if f is None:
+            continue
+        lease_s, renew_s, retry_s = f["durations_s"]
+        rule = f["rule_s"]
+        rows += [
+            row(
+                f"1. kill -9 → new leader's 1st write ({lease_s:g}/{renew_s:g}/{retry_s:g} s)",
+                f["runs_s"], "s", f"≤ {rule:g} s (lease + 2 × retry)",
+                count(f["runs_s"], lambda x, rule=rule: x <= rule, "within", n),
+            ),
+            row(
+                "     last renewal → take-over (audit log)", f["lease_gap_runs_s"], "s",
+                f"≥ {lease_s:g} s (lease)",
+                count(f["lease_gap_runs_s"], lambda x, lease_s=lease_s: x >= lease_s - 0.01, "not before", n),
+            ),
+        ]  # fmt: skip
+    f = fig.get("sigterm")
+    if f is not None:
+        target = f["target_ms"]
+        rows += [
+            row(
+                "2. SIGTERM: release answered → next leader's 1st write (audit)", f["runs_ms"], "ms",
+                f"< {target:g} ms", count(f["runs_ms"], lambda x: x < target, "within", n),
+            ),
+            row("     `released` → next leader's 1st `write` (events)", f["events_runs_ms"], "ms"),
+            row("     SIGTERM → next leader's 1st write", f["term_to_write_runs_ms"], "ms"),
+        ]  # fmt: skip
+    f = fig.get("rebalance")
+    if f is not None:
+        ok = f["runs"]
+        stable = sum(1 for x in ok if x["stable"])
+        exits = Counter[str]()
+        for x in f["runs"]:
+            exits.update(x["exit_codes"])
+        restarts = ", ".join(f"{k}: {v}" for k, v in sorted(exits.items())) or "none"
+        rule = f["rule_s"]
+        from_started = [x["from_last_started_s"] for x in ok]
+        writing = [x["writing_s"] for x in ok if x.get("writing_s") is not None]
+        rows += [
+            row(
+                f"3. rebalance, period {f['balance_period_s']:g} s: start B, C → A, B, C hold 1 each",
+                [x["converge_s"] for x in ok], "s", f"≤ {f['deadline_s']:g} s (deadline)",
+                ("PASS" if len(ok) == n else "FAIL") + f": {len(ok)}/{n} runs converged, {stable} stable 5 s",
+            ),
+            row(
+                "     from the last B/C `started` event", from_started, "s",
+                f"≤ {rule:g} s (lease + 2 × presence + 2 × rebalance)",
+                count(from_started, lambda x: x <= rule, "within (+ request times)", n),
+            ),
+            row("     start B, C → both new holders write", writing, "s"),
+            row(
+                "     hand-overs to converge", [x["handovers"] for x in f["runs"]], "n",
+                "2 (A: one to B, one to C)", f"restarts by exit code: {restarts}",
+            ),
+        ]  # fmt: skip
+    head: Row = ("figure", "min", "median", "max", "rule / target", "result")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [f"FAILED {failure.splitlines()[0]}" for failure in fig["failures"]]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=3, help="runs of each figure (min/median/max)")
+    p.add_argument(
+        "--only",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=list(SCENARIOS),
+        help=f"comma-separated figures to run, of {','.join(SCENARIOS)} (default: all)",
+    )
+    p.add_argument(
+        "--spread-delay", type=float, default=1.0, help="rebalancing: the candidates' spread delay"
+    )
+    p.add_argument("--balance-period", type=float, default=1.0, help="rebalancing: presence/rebalance period")
+    p.add_argument("--deadline", type=float, default=120.0, help="rebalancing: seconds to converge")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the figures on stdout")
+    args = p.parse_args(argv)
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        p.error(f"--only: unknown figure(s) {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        progress(
+            f"the 1-minute load average is {load:.1f} before the bench starts: other work shares the cores"
+        )
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dorgu-bench-leases-") as tmp:
+        work = Path(tmp)
+        policy = work / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        audit_log = work / "audit.log"
+        settings = ControlPlaneSettings(
+            controllers=(),
+            extra_apiserver_flags=(f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}"),
+        )
+        with ControlPlane(settings) as cp:
+            plane = Plane(cp=cp, kube=cp.client(user_agent="dorgu-bench"), audit_log=audit_log, logs=work)
+            fig = measure(plane, args)
+    fig["wall_s"] = time.monotonic() - t0
+    fig["loadavg_1m_before"] = load
+    fig["cpus"] = os.cpu_count()
+    text = table(fig) + (
+        f"\n\n(total {fig['wall_s']:.0f} s; {fig['cpus']} CPUs, "
+        f"1-minute load average {load:.1f} before the start)"
+    )
+    if args.json:
+        print(text, file=sys.stderr)
+        print(json.dumps(fig))
+    else:
+        print(text)
+    return 1 if fig["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
