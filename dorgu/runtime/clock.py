@@ -50,7 +50,10 @@ class RealClock:
         await asyncio.sleep(max(0.0, seconds))
 
     async def wait_for(self, aw: Awaitable[T], timeout: float) -> T:
-        return await asyncio.wait_for(aw, timeout=max(0.0, timeout))
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives in the same loop step as the awaited result, and a task then never ends when cancelled.
+        async with asyncio.timeout(max(0.0, timeout)):
+            return await aw
 
 
 class FakeClock:
