@@ -1,10 +1,10 @@
 """Benchmark of the controller runtime (``dorgu.runtime``) against a real local control plane.
 
 Run ``.venv/bin/python bench/runtime.py [--objects 10000] [--reconcile-objects 1000] [--workers 8,32,64]
-[--ceiling-concurrency 32,64] [--trials 3] [--json] [--profile DIR]``. It starts its own control plane
-(etcd + kube-apiserver 1.20, no controller-manager) with the ``Widget`` CRD of ``bench/crds/widgets.yaml``,
-measures, prints a table (or, with ``--json``, one JSON object on stdout; the table then goes to stderr)
-and stops everything.
+[--ceiling-concurrency 32,64] [--trials 3] [--queue-keys 20000] [--only workqueue|events] [--json]
+[--profile DIR]``. It starts its own control plane (etcd + kube-apiserver 1.20, no controller-manager) with
+the ``Widget`` CRD of ``bench/crds/widgets.yaml``, measures, prints a table (or, with ``--json``, one JSON
+object on stdout; the table then goes to stderr) and stops everything.
 
 Figures:
 
@@ -35,6 +35,16 @@ Figures:
    times (alternating, medians). Targets: best reconcile rate ≥ 35 % of the
    ceiling; stretch ≥ 500 objects/s (client-go converges 1,000 such objects in ~2.8 s on the reference
    2-core machine).
+5. **Work queue**: one :class:`WorkQueue` on a :class:`FakeClock` (no sleeps: the queue's own CPU cost),
+   ``--queue-keys`` keys each added twice (the second add collapses) and taken/done; as many delayed keys
+   each scheduled twice with ``add_after`` (the second, earlier time replaces the first), the clock
+   advanced past them all and every key taken/done. Median of 5 runs, in the bench's own process (no
+   control plane needed: ``--only workqueue`` runs this figure alone). Target: 20,000 keys ≤ 5 s.
+6. **Event recorder** (``--only events`` runs this figure alone): an :class:`EventRecorder` writing
+   Events about one object each (so neither the spam filter nor the aggregation applies): (a) 200 recorded
+   one at a time, each from ``record()`` until it is written (nothing pending); (b) 500 recorded at once,
+   until all are written; (c) ``stop()`` while the writer waits to retry (a server that refuses
+   connections, a 10-minute retry interval on a clock that stands still), 5 times. Target: (c) ≤ 5 s.
 
 Everything shares the machine's cores with etcd and kube-apiserver: figures are relative to this machine,
 compare them only between runs on the same one.
@@ -54,20 +64,25 @@ import ssl
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 
+from dorgu.runtime import events as events_module
 from dorgu.runtime.client import ApiClient, ClientSettings
+from dorgu.runtime.clock import FakeClock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result
 from dorgu.runtime.errors import Conflict
+from dorgu.runtime.events import EventRecorder, EventRecorderSettings, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.meta import ObjectMeta, decode_list_page
 from dorgu.runtime.resource import NAMESPACES, Resource
+from dorgu.runtime.workqueue import WorkQueue
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -81,6 +96,12 @@ TARGET_CHILD_RSS_MB = 50.0
 TARGET_CEILING_FRACTION = 0.35
 STRETCH_RECONCILE_PER_S = 500.0
 GO_REFERENCE_S = 2.8  # client-go, 1,000 objects, reference machine
+TARGET_WORKQUEUE_S = 5.0  # 20,000 keys through the queue (the scenario of figure 5)
+TARGET_EVENT_STOP_S = 5.0  # stop() while the event writer waits to retry
+EVENTS_NAMESPACE = "bench-events"
+EVENT_WRITES = 200
+EVENT_BURST = 500
+EVENT_STOP_TRIALS = 5
 
 
 # -- the resource ------------------------------------------------------------------------------------------
@@ -647,75 +668,211 @@ async def bench_ceiling(
     }
 
 
+# -- 5. work queue ----------------------------------------------------------------------------------------
+
+
+async def workqueue_pass(n: int, name: str) -> tuple[float, float]:
+    """One run of the scenario of figure 5; returns (wall seconds, this process's CPU seconds)."""
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(
+        name=name, controller="bench", clock=clock, unfinished_work_update_period=None
+    )
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(n):
+        q.add(f"k{i}")
+        q.add(f"k{i}")
+    for i in range(n):
+        q.add_after(f"d{i}", 1.0 + (i % 100) / 10)
+        q.add_after(f"d{i}", 0.5 + (i % 50) / 10)  # earlier: replaces the first
+    for _ in range(n):
+        q.done(await q.get())
+    await clock.advance(20.0)
+    for _ in range(20):  # let the delaying loop hand over what the advance released
+        await asyncio.sleep(0)
+    if len(q) != n or q.waiting:
+        raise RuntimeError(f"work queue: {len(q)} keys queued and {q.waiting} waiting, expected {n} and 0")
+    for _ in range(n):
+        q.done(await q.get())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    q.shutdown()
+    return wall, cpu
+
+
+async def bench_workqueue(n: int, *, reps: int = 5) -> dict[str, Any]:
+    await workqueue_pass(min(n, 2_000), "bench-warmup")
+    runs = [await workqueue_pass(n, f"bench-{r}") for r in range(reps)]
+    wall = statistics.median(w for w, _ in runs)
+    # Per key: 2 adds, 2 add_after, 2 get + done (one of each kind of key).
+    return {
+        "queue_keys": n,
+        "workqueue_s": wall,
+        "workqueue_runs_s": [w for w, _ in runs],
+        "workqueue_cpu_s": statistics.median(c for _, c in runs),
+        "workqueue_us_per_key": wall * 1e6 / (2 * n),
+        # The target is for 20,000 keys; other sizes are judged in proportion.
+        "workqueue_target_s": TARGET_WORKQUEUE_S * n / 20_000,
+    }
+
+
+def workqueue_checks(fig: dict[str, Any]) -> dict[str, Any]:
+    return {"workqueue_s": _check(fig["workqueue_s"], "<=", fig["workqueue_target_s"])}
+
+
+# -- 6. event recorder -------------------------------------------------------------------------------------
+
+
+async def _drained(rec: EventRecorder) -> None:
+    give_up = time.monotonic() + 120  # a hang guard
+    while rec.pending:
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"event recorder: {rec.pending} events still pending after 120 s")
+        await asyncio.sleep(0.0005)
+
+
+def _event_ref(name: str) -> ObjectReference:
+    # One object per event: neither the spam filter nor the aggregation (both per object) applies.
+    return ObjectReference(api_version="v1", kind="ConfigMap", name=name, namespace=EVENTS_NAMESPACE)
+
+
+async def _stop_trials(dead: ConnectionSettings, stops: list[float]) -> None:
+    """Figure 6c: the seconds each stop() takes while the writer waits to retry, appended to ``stops``."""
+    slow = EventRecorderSettings(max_tries=12, retry_interval_s=600, stop_timeout_s=60)
+    async with ApiClient(dead) as dead_client:
+        for i in range(EVENT_STOP_TRIALS):
+            clock = FakeClock()
+            rec = EventRecorder(
+                dead_client, component="dorgu-bench", host="bench", clock=clock, settings=slow
+            )
+            await rec.start()
+            rec.record(_event_ref(f"unreachable-{i}"), type="Warning", reason="Unreachable", message="m")
+            give_up = time.monotonic() + 120  # a hang guard
+            while clock.sleepers == 0:
+                if time.monotonic() > give_up:
+                    raise RuntimeError("event recorder: the writer never waited to retry")
+                await asyncio.sleep(0.001)
+            t0 = time.perf_counter()
+            await rec.stop()
+            stops.append(time.perf_counter() - t0)
+
+
+async def bench_events(client: ApiClient, conn: ConnectionSettings) -> dict[str, Any]:
+    from dorgu.envtest.controlplane import free_port
+
+    await ensure_namespace(client, EVENTS_NAMESPACE)
+    rec = EventRecorder(client, component="dorgu-bench", host="bench")
+    await rec.start()
+    try:
+        writes: list[float] = []
+        for i in range(EVENT_WRITES + 10):  # the first 10 warm up
+            t0 = time.perf_counter()
+            rec.record(_event_ref(f"one-{i}"), type="Normal", reason="Bench", message=f"event {i}")
+            await _drained(rec)
+            if i >= 10:
+                writes.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for i in range(EVENT_BURST):
+            rec.record(_event_ref(f"burst-{i}"), type="Normal", reason="Bench", message=f"event {i}")
+        await _drained(rec)
+        burst_s = time.perf_counter() - t0
+    finally:
+        await rec.stop()
+
+    # stop() while the writer waits to retry: a server that refuses connections, a retry interval of 10
+    # minutes on a clock that stands still; timed from when the writer is seen waiting.
+    stops: list[float] = []
+    dead = msgspec.structs.replace(conn, server=f"https://127.0.0.1:{free_port()}")
+    # The refused writes are what this part is about: their warnings and errors would only fill the output.
+    level = events_module.log.level
+    events_module.log.setLevel(logging.CRITICAL)
+    try:
+        await _stop_trials(dead, stops)
+    finally:
+        events_module.log.setLevel(level)
+    writes.sort()
+    return {
+        "event_write_ms": {
+            "n": len(writes),
+            "p50": statistics.median(writes) * 1000,
+            "p99": writes[min(len(writes) - 1, int(0.99 * len(writes)))] * 1000,
+            "max": writes[-1] * 1000,
+        },
+        "event_burst": EVENT_BURST,
+        "event_burst_s": burst_s,
+        "event_burst_per_s": EVENT_BURST / burst_s,
+        "event_stop_runs_s": stops,
+        "event_stop_max_s": max(stops),
+    }
+
+
+def events_checks(fig: dict[str, Any]) -> dict[str, Any]:
+    return {"event_stop_max_s": _check(fig["event_stop_max_s"], "<=", TARGET_EVENT_STOP_S)}
+
+
 # -- the run -----------------------------------------------------------------------------------------------
 
 
-async def run_all(conn: ConnectionSettings, args: argparse.Namespace) -> dict[str, Any]:
+async def figures_1_to_4(
+    client: ApiClient, conn: ConnectionSettings, args: argparse.Namespace
+) -> dict[str, Any]:
     fig: dict[str, Any] = {"objects": args.objects, "reconcile_objects": args.reconcile_objects}
-    client = ApiClient(conn, settings=ClientSettings(max_connections=128))
-    try:
-        progress(f"seeding {args.objects} widgets in {LIST_NAMESPACE}")
-        fig["seed_s"] = await seed_widgets(client, LIST_NAMESPACE, args.objects)
-        progress(f"seeded in {fig['seed_s']:.1f} s; 1. LIST vs informer sync")
-        fig.update(await bench_list_and_sync(client, LIST_NAMESPACE, args.objects))
+    progress(f"seeding {args.objects} widgets in {LIST_NAMESPACE}")
+    fig["seed_s"] = await seed_widgets(client, LIST_NAMESPACE, args.objects)
+    progress(f"seeded in {fig['seed_s']:.1f} s; 1. LIST vs informer sync")
+    fig.update(await bench_list_and_sync(client, LIST_NAMESPACE, args.objects))
 
-        progress("2. RSS per cached object (child process)")
-        fig.update(await bench_rss(conn, LIST_NAMESPACE, args.objects))
+    progress("2. RSS per cached object (child process)")
+    fig.update(await bench_rss(conn, LIST_NAMESPACE, args.objects))
 
-        progress("3. child baseline RSS (supervisor → python -m dorgu.runtime.child)")
-        fig.update(await bench_child_baseline(conn))
+    progress("3. child baseline RSS (supervisor → python -m dorgu.runtime.child)")
+    fig.update(await bench_child_baseline(conn))
 
-        # Trials of every configuration alternate, so a slow spell of the machine (shared cores) hits
-        # all of them alike; each configuration's figure is its median over the trials.
-        runs: list[dict[str, Any]] = []
-        ceilings: list[dict[str, Any]] = []
-        ceiling_configs = [("raw", c) for c in args.ceiling_concurrency]
-        ceiling_configs.append(("apiclient", max(args.ceiling_concurrency)))
-        for t in range(args.trials):
-            for w in args.workers:
-                ns = f"bench-rec-w{w}-t{t}"
-                progress(
-                    f"4. trial {t + 1}/{args.trials}: reconcile {args.reconcile_objects} widgets, {w} workers"
-                )
-                profile = str(Path(args.profile) / f"controller-w{w}-t{t}.prof") if args.profile else None
-                runs.append(await bench_reconcile(client, conn, ns, args.reconcile_objects, w, profile))
-                progress(f"   {runs[-1]['seconds']:.2f} s, {runs[-1]['per_s']:.0f} objects/s")
-            for i, (kind, c) in enumerate(ceiling_configs):
-                progress(
-                    f"4. trial {t + 1}/{args.trials}: ceiling, {kind} merge-patch /status, {c} in flight"
-                )
-                ns = f"bench-rec-w{args.workers[0]}-t0"
-                salt = 100 * t + 10 * (i + 1)
-                ceilings.append(
-                    await bench_ceiling(kind, conn, ns, args.reconcile_objects, c, rounds=2, salt=salt)
-                )
-                progress(f"   {ceilings[-1]['per_s']:.0f} patches/s")
-        fig["reconcile_runs"] = runs
-        fig["ceiling_runs"] = ceilings
-        fig["reconcile"] = {
-            str(w): _summary([r for r in runs if r["workers"] == w], "per_s", *_RECONCILE_CPU)
-            for w in args.workers
-        }
-        fig["ceiling"] = {
-            f"{kind}-{c}": _summary(
-                [r for r in ceilings if (r["client"], r["concurrency"]) == (kind, c)],
-                "per_s",
-                "client_cpu_ms_per_patch",
-                "server_cpu_ms_per_patch",
+    # Trials of every configuration alternate, so a slow spell of the machine (shared cores) hits
+    # all of them alike; each configuration's figure is its median over the trials.
+    runs: list[dict[str, Any]] = []
+    ceilings: list[dict[str, Any]] = []
+    ceiling_configs = [("raw", c) for c in args.ceiling_concurrency]
+    ceiling_configs.append(("apiclient", max(args.ceiling_concurrency)))
+    for t in range(args.trials):
+        for w in args.workers:
+            ns = f"bench-rec-w{w}-t{t}"
+            progress(
+                f"4. trial {t + 1}/{args.trials}: reconcile {args.reconcile_objects} widgets, {w} workers"
             )
-            for kind, c in ceiling_configs
-        }
-        best_w = max(args.workers, key=lambda w: fig["reconcile"][str(w)]["per_s"])
-        fig["reconcile_best_workers"] = best_w
-        fig["reconcile_per_s"] = fig["reconcile"][str(best_w)]["per_s"]
-        fig["reconcile_s"] = args.reconcile_objects / fig["reconcile_per_s"]
-        # The ceiling is the fastest tight loop, whichever client it used (the stricter comparison).
-        top = max(fig["ceiling"], key=lambda config: fig["ceiling"][config]["per_s"])
-        fig["ceiling_config"] = top
-        fig["ceiling_per_s"] = fig["ceiling"][top]["per_s"]
-        fig["reconcile_fraction_of_ceiling"] = fig["reconcile_per_s"] / fig["ceiling_per_s"]
-    finally:
-        await client.close()
+            profile = str(Path(args.profile) / f"controller-w{w}-t{t}.prof") if args.profile else None
+            runs.append(await bench_reconcile(client, conn, ns, args.reconcile_objects, w, profile))
+            progress(f"   {runs[-1]['seconds']:.2f} s, {runs[-1]['per_s']:.0f} objects/s")
+        for i, (kind, c) in enumerate(ceiling_configs):
+            progress(f"4. trial {t + 1}/{args.trials}: ceiling, {kind} merge-patch /status, {c} in flight")
+            ns = f"bench-rec-w{args.workers[0]}-t0"
+            salt = 100 * t + 10 * (i + 1)
+            ceilings.append(
+                await bench_ceiling(kind, conn, ns, args.reconcile_objects, c, rounds=2, salt=salt)
+            )
+            progress(f"   {ceilings[-1]['per_s']:.0f} patches/s")
+    fig["reconcile_runs"] = runs
+    fig["ceiling_runs"] = ceilings
+    fig["reconcile"] = {
+        str(w): _summary([r for r in runs if r["workers"] == w], "per_s", *_RECONCILE_CPU)
+        for w in args.workers
+    }
+    fig["ceiling"] = {
+        f"{kind}-{c}": _summary(
+            [r for r in ceilings if (r["client"], r["concurrency"]) == (kind, c)],
+            "per_s",
+            "client_cpu_ms_per_patch",
+            "server_cpu_ms_per_patch",
+        )
+        for kind, c in ceiling_configs
+    }
+    best_w = max(args.workers, key=lambda w: fig["reconcile"][str(w)]["per_s"])
+    fig["reconcile_best_workers"] = best_w
+    fig["reconcile_per_s"] = fig["reconcile"][str(best_w)]["per_s"]
+    fig["reconcile_s"] = args.reconcile_objects / fig["reconcile_per_s"]
+    # The ceiling is the fastest tight loop, whichever client it used (the stricter comparison).
+    top = max(fig["ceiling"], key=lambda config: fig["ceiling"][config]["per_s"])
+    fig["ceiling_config"] = top
+    fig["ceiling_per_s"] = fig["ceiling"][top]["per_s"]
+    fig["reconcile_fraction_of_ceiling"] = fig["reconcile_per_s"] / fig["ceiling_per_s"]
     targets = {
         "sync_to_list_ratio": ("<=", TARGET_SYNC_RATIO),
         "rss_per_object_kib": ("<=", TARGET_RSS_PER_OBJECT_KIB),
@@ -724,6 +881,26 @@ async def run_all(conn: ConnectionSettings, args: argparse.Namespace) -> dict[st
         "reconcile_per_s": (">=", STRETCH_RECONCILE_PER_S),  # the stretch target
     }
     fig["checks"] = {name: _check(fig[name], op, target) for name, (op, target) in targets.items()}
+    return fig
+
+
+async def run_all(conn: ConnectionSettings, args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure, or (``--only events``) figure 6 alone."""
+    fig: dict[str, Any] = {"checks": {}}
+    client = ApiClient(conn, settings=ClientSettings(max_connections=128))
+    try:
+        if args.only is None:
+            part = await figures_1_to_4(client, conn, args)
+            fig["checks"].update(part.pop("checks"))
+            fig.update(part)
+            progress(f"5. work queue, {args.queue_keys} keys")
+            fig.update(await bench_workqueue(args.queue_keys))
+            fig["checks"].update(workqueue_checks(fig))
+        progress("6. event recorder")
+        fig.update(await bench_events(client, conn))
+        fig["checks"].update(events_checks(fig))
+    finally:
+        await client.close()
     return fig
 
 
@@ -747,14 +924,76 @@ def _check(value: float, op: str, target: float) -> dict[str, Any]:
     return {"value": value, "target": f"{op} {target:g}", "pass": ok}
 
 
+Row = tuple[str, str, str, str]
+
+
 def table(fig: dict[str, Any]) -> str:
-    n, rn = fig["objects"], fig["reconcile_objects"]
     chk = fig["checks"]
 
     def verdict(name: str) -> str:
         return "PASS" if chk[name]["pass"] else "FAIL"
 
-    rows: list[tuple[str, str, str, str]] = [
+    # Each part is there unless --only left it out.
+    rows = _control_plane_rows(fig, verdict) if "list_s" in fig else []
+    if "workqueue_s" in fig:
+        rows += _workqueue_rows(fig, verdict)
+    if "event_write_ms" in fig:
+        rows += _events_rows(fig, verdict)
+    head = ("figure", "value", "target", "result")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _events_rows(fig: dict[str, Any], verdict: Callable[[str], str]) -> list[Row]:
+    w = fig["event_write_ms"]
+    return [
+        (
+            f"6.  event: record → written, one at a time (n {w['n']})",
+            f"p50 {w['p50']:.1f} ms",
+            "",
+            f"p99 {w['p99']:.1f} ms, max {w['max']:.1f} ms",
+        ),
+        (
+            f"6.  event: {fig['event_burst']} recorded at once → all written",
+            f"{fig['event_burst_s'] * 1000:.0f} ms",
+            "",
+            f"{fig['event_burst_per_s']:.0f} events/s",
+        ),
+        (
+            "6.  event: stop() while the writer waits to retry",
+            f"max {fig['event_stop_max_s'] * 1000:.1f} ms",
+            f"≤ {TARGET_EVENT_STOP_S * 1000:.0f} ms",
+            verdict("event_stop_max_s")
+            + "; runs "
+            + "/".join(f"{x * 1000:.1f}" for x in fig["event_stop_runs_s"])
+            + " ms",
+        ),
+    ]
+
+
+def _workqueue_rows(fig: dict[str, Any], verdict: Callable[[str], str]) -> list[Row]:
+    return [
+        (
+            f"5.  work queue: {fig['queue_keys']} keys + {fig['queue_keys']} delayed keys",
+            f"{fig['workqueue_s'] * 1000:.0f} ms",
+            f"≤ {fig['workqueue_target_s'] * 1000:.0f} ms",
+            verdict("workqueue_s") + "; " + _runs_ms(fig["workqueue_runs_s"]),
+        ),
+        (
+            "      per key (2 adds or add_afters, get, done)",
+            f"{fig['workqueue_us_per_key']:.1f} µs",
+            "",
+            f"CPU {fig['workqueue_cpu_s'] * 1000:.0f} ms",
+        ),
+    ]
+
+
+def _control_plane_rows(fig: dict[str, Any], verdict: Callable[[str], str]) -> list[Row]:
+    n, rn = fig["objects"], fig["reconcile_objects"]
+    rows: list[Row] = [
         (
             f"1a. LIST {n} widgets, RV 0 (ApiClient.list_all)",
             f"{fig['list_s'] * 1000:.0f} ms",
@@ -856,12 +1095,7 @@ def table(fig: dict[str, Any]) -> str:
         ("      client-go reference (1,000 objects)", f"{GO_REFERENCE_S} s = {1000 / GO_REFERENCE_S:.0f}/s",
          "", "info"),
     ]  # fmt: skip
-    head = ("figure", "value", "target", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -881,6 +1115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated in-flight counts for the patch ceiling (the best counts); default 32,64",
     )
     p.add_argument("--trials", type=int, default=3, help="trials of each reconcile/ceiling configuration")
+    p.add_argument("--queue-keys", type=int, default=20_000, help="keys (and delayed keys) for figure 5")
+    p.add_argument(
+        "--only",
+        choices=["workqueue", "events"],
+        help="figure 5 alone (the work queue, no control plane) or figure 6 alone (the event recorder)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object of the figures on stdout")
     p.add_argument("--profile", metavar="DIR", help="write a cProfile of each controller child into DIR")
     p.add_argument("--child", choices=["rss", "controller"], help=argparse.SUPPRESS)
@@ -922,15 +1162,22 @@ def main(argv: list[str] | None = None) -> int:
             f"the 1-minute load average is {load:.1f} before the bench starts: other work shares the cores"
         )
     t0 = time.monotonic()
-    with ControlPlane(ControlPlaneSettings(controllers=())) as cp:
-        install_crd(cp)
-        SERVER_PIDS[:] = [cp.pids["kube-apiserver"], cp.pids["etcd"]]
-        fig = uvloop.run(run_all(cp.connection(user_agent="dorgu-bench"), args))
+    if args.only == "workqueue":
+        progress(f"5. work queue, {args.queue_keys} keys")
+        fig = uvloop.run(bench_workqueue(args.queue_keys))
+        fig["checks"] = workqueue_checks(fig)
+    else:
+        with ControlPlane(ControlPlaneSettings(controllers=())) as cp:
+            if args.only is None:
+                install_crd(cp)
+            SERVER_PIDS[:] = [cp.pids["kube-apiserver"], cp.pids["etcd"]]
+            fig = uvloop.run(run_all(cp.connection(user_agent="dorgu-bench"), args))
     fig["wall_s"] = time.monotonic() - t0
     fig["loadavg_1m_before"] = load
     fig["cpus"] = os.cpu_count()
+    seeding = f", seeding {fig['seed_s']:.0f} s of it" if "seed_s" in fig else ""
     text = table(fig) + (
-        f"\n\n(total {fig['wall_s']:.0f} s, seeding {fig['seed_s']:.0f} s of it; {fig['cpus']} CPUs, "
+        f"\n\n(total {fig['wall_s']:.0f} s{seeding}; {fig['cpus']} CPUs, "
         f"1-minute load average {load:.1f} before the start)"
     )
     if args.json:

@@ -1,8 +1,9 @@
 """Benchmark of the WebSocket server (``webhook/websocket.py``) against a real local control plane.
 
 Run ``.venv/bin/python bench/ws.py [--subscribers 500] [--namespaces 10] [--rate 100] [--duration 20]
-[--procs 4] [--json]``. It starts its own control plane with dorgu's CRDs, creates ``--namespaces``
-namespaces with 10 personas each, and starts, each in a process of its own:
+[--procs 4] [--round-trips 200] [--only filtered|unfiltered|requests] [--json]``. It starts its own control
+plane with dorgu's CRDs, creates ``--namespaces`` namespaces with 10 personas each, and starts, each in a
+process of its own:
 
 * the **server**: a :class:`WebSocketServer` on a :class:`Manager` (``--ws-auth=none``), as the operator's
   ``websocket`` component runs it;
@@ -16,6 +17,22 @@ subscriber sees every change (50,000 frames/s): the worst case, for the record.
 Figures: **delivery latency** per frame = the subscriber's receive time − the frame's ``timestamp`` (the
 moment the server's informer delivered the change), p50/p99/max over all frames; frames delivered vs
 expected; ``lagging`` resyncs; the server's VmRSS (peak and at the end). Target: filtered p99 ≤ 100 ms.
+
+Then **requests**, from the bench's own process, one at a time (each round trip measured alone), against
+the same server and a second one serving ``wss://`` (a serving certificate of a throwaway CA):
+
+* **error round trip**: JSON text frames without a subprotocol (the Go CLI's framing), the four kinds of
+  request the server answers with an ``error`` (unknown topic, unknown message type, not found, invalid
+  label selector) in turn, ``--round-trips`` of them; target median ≤ 100 ms.
+* **list round trip**: :class:`OperatorConnection` (msgpack) ``request personas`` of one namespace (10
+  personas, from the server's cache), ``--round-trips`` of them.
+* **connect**: :class:`OperatorConnection` ``open()`` (TCP, TLS for ``wss``, HTTP upgrade) then
+  ``close()``, 30 of each scheme (no target: for the record).
+* **silent peer**: ``open()`` with ``connect_timeout_s`` 0.5 against a listener whose kernel accepts the
+  TCP connection and that never answers, 5 of each scheme: the time until :class:`ConnectError`; target
+  max ≤ 5 s.
+
+The targets are the bounds tests used to assert (tests now wait for conditions; speed is measured here).
 Everything shares the machine's cores with etcd and kube-apiserver; compare figures from the same machine.
 """
 
@@ -26,9 +43,12 @@ import asyncio
 import calendar
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +90,11 @@ def serve(cfg: dict[str, Any]) -> None:
     async def main() -> None:
         conn = msgspec.convert(cfg["connection"], ConnectionSettings)
         m = Manager(connection=conn)
-        server = WebSocketServer(m, WebSocketSettings(host="127.0.0.1", port=cfg["port"], auth="none"))
+        settings = WebSocketSettings(
+            host="127.0.0.1", port=cfg["port"], auth="none",
+            tls_cert_file=cfg.get("tls_cert_file"), tls_key_file=cfg.get("tls_key_file"),
+        )  # fmt: skip
+        server = WebSocketServer(m, settings)
         stop = asyncio.Event()
         ready = asyncio.Event()
         serving = asyncio.create_task(server.serve(stop, ready=lambda r: r and ready.set()))
@@ -242,6 +266,174 @@ def scenario(
     }
 
 
+# --------------------------------------------------------------------------- requests
+
+
+ERROR_REQUESTS = [
+    ({"type": "request", "topic": "deployments"}, "unknown_topic"),
+    ({"type": "ping"}, "unknown_message_type"),
+    ({"type": "request", "topic": "cluster", "payload": {"name": "nope"}}, "not_found"),
+    ({"type": "request", "topic": "personas", "payload": {"labelSelector": "a=("}}, "invalid_request"),
+]
+CONNECTS = 30
+SILENT_ATTEMPTS = 5
+SILENT_CONNECT_TIMEOUT_S = 0.5
+TARGET_ROUND_TRIP_MS = 100.0
+TARGET_SILENT_S = 5.0
+
+
+def _ms(xs: list[float]) -> dict[str, float]:
+    """p50/p99/max in milliseconds of durations in seconds."""
+    xs = sorted(xs)
+    return {
+        "n": len(xs),
+        "p50_ms": round(statistics.median(xs) * 1000, 2),
+        "p99_ms": round(xs[min(len(xs) - 1, int(0.99 * len(xs)))] * 1000, 2),
+        "max_ms": round(xs[-1] * 1000, 2),
+    }
+
+
+async def _error_round_trips(url: str, n: int) -> list[float]:
+    out = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+        for i in range(n + 10):  # the first 10 warm up
+            msg, code = ERROR_REQUESTS[i % len(ERROR_REQUESTS)]
+            t0 = time.perf_counter()
+            await ws.send_str(json.dumps({**msg, "requestId": f"r{i}"}))
+            reply = json.loads(await ws.receive_str(timeout=60))
+            dt = time.perf_counter() - t0
+            if reply.get("requestId") != f"r{i}" or (reply.get("payload") or {}).get("code") != code:
+                raise RuntimeError(f"unexpected reply to {msg}: {reply}")
+            if i >= 10:
+                out.append(dt)
+    return out
+
+
+async def _list_round_trips(url: str, ns: str, n: int) -> list[float]:
+    from cli.ws_client import OperatorConnection, WsClientSettings
+
+    out = []
+    async with OperatorConnection(WsClientSettings(url=url)) as c:
+        for i in range(n + 10):
+            t0 = time.perf_counter()
+            got = await c.request(p.TOPIC_PERSONAS, {"namespace": ns})
+            dt = time.perf_counter() - t0
+            if len(got["personas"]) != PERSONAS_PER_NS:
+                raise RuntimeError(f"listed {len(got['personas'])} personas in {ns}")
+            if i >= 10:
+                out.append(dt)
+    return out
+
+
+async def _connects(url: str, ca_file: str | None) -> list[float]:
+    from cli.ws_client import OperatorConnection, WsClientSettings
+
+    out = []
+    for i in range(CONNECTS + 3):
+        c = OperatorConnection(WsClientSettings(url=url, ca_file=ca_file))
+        t0 = time.perf_counter()
+        await c.open()
+        dt = time.perf_counter() - t0
+        await c.close()
+        if i >= 3:
+            out.append(dt)
+    return out
+
+
+async def _silent_peer(scheme: str) -> list[float]:
+    from cli.ws_client import ConnectError, OperatorConnection, WsClientSettings
+
+    out = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # never accepted: the kernel completes the TCP handshake, nothing answers
+        url = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/ws"
+        for _ in range(SILENT_ATTEMPTS):
+            settings = WsClientSettings(url=url, connect_timeout_s=SILENT_CONNECT_TIMEOUT_S)
+            t0 = time.perf_counter()
+            try:
+                await asyncio.wait_for(OperatorConnection(settings).open(), 120)
+            except ConnectError:
+                out.append(time.perf_counter() - t0)
+            else:
+                raise RuntimeError(f"{url}: connected to a listener that never answers")
+    return out
+
+
+def requests_scenario(args: argparse.Namespace, url: str, wss_url: str, ca_file: str) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        return {
+            "error_round_trip": _ms(await _error_round_trips(url, args.round_trips)),
+            "list_round_trip": _ms(await _list_round_trips(url, "bench-0", args.round_trips)),
+            "connect_ws": _ms(await _connects(url, None)),
+            "connect_wss": _ms(await _connects(wss_url, ca_file)),
+            "silent_peer_ws": _ms(await _silent_peer("ws")),
+            "silent_peer_wss": _ms(await _silent_peer("wss")),
+        }
+
+    fig = asyncio.run(main())
+    worst_silent = max(fig["silent_peer_ws"]["max_ms"], fig["silent_peer_wss"]["max_ms"]) / 1000
+    fig["checks"] = {
+        "error_round_trip_p50_ms": _check(fig["error_round_trip"]["p50_ms"], TARGET_ROUND_TRIP_MS),
+        "silent_peer_max_s": _check(worst_silent, TARGET_SILENT_S),
+    }
+    return fig
+
+
+def _check(value: float, target: float) -> dict[str, Any]:
+    return {"value": value, "target": f"<= {target:g}", "pass": value <= target}
+
+
+def requests_table(fig: dict[str, Any]) -> str:
+    chk = fig["checks"]
+
+    def verdict(name: str) -> str:
+        return "PASS" if chk[name]["pass"] else "FAIL"
+
+    def spread(key: str) -> str:
+        f = fig[key]
+        return f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, max {f['max_ms']} ms (n {f['n']})"
+
+    timeout_ms = SILENT_CONNECT_TIMEOUT_S * 1000
+    rows = [
+        ("error round trip, JSON frames", spread("error_round_trip"),
+         f"p50 ≤ {TARGET_ROUND_TRIP_MS:g} ms", verdict("error_round_trip_p50_ms")),
+        ("list round trip (10 personas), msgpack", spread("list_round_trip"), "", "info"),
+        ("connect + upgrade, ws://", spread("connect_ws"), "", "info"),
+        ("connect + TLS + upgrade, wss://", spread("connect_wss"), "", "info"),
+        (f"silent peer ws://, gives up (bound {timeout_ms:g} ms)", spread("silent_peer_ws"),
+         f"max ≤ {TARGET_SILENT_S:g} s", verdict("silent_peer_max_s")),
+        (f"silent peer wss://, gives up (bound {timeout_ms:g} ms)", spread("silent_peer_wss"),
+         f"max ≤ {TARGET_SILENT_S:g} s", verdict("silent_peer_max_s")),
+    ]  # fmt: skip
+    head = ("figure", "value", "target", "result")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def write_tls_files(tmp: Path) -> dict[str, str]:
+    """A throwaway CA and a serving certificate for 127.0.0.1; returns the server's cfg keys + the CA."""
+    import datetime as dt
+
+    from certs.pki import make_ca, make_serving_cert
+
+    day = dt.timedelta(days=1)
+    ca = make_ca(common_name="dorgu-bench-ws-ca", validity=day)
+    serving = make_serving_cert(ca=ca, dns_names=["localhost"], ip_addresses=["127.0.0.1"], validity=day)
+    (tmp / "ca.pem").write_bytes(ca.cert_pem)
+    (tmp / "tls.crt").write_bytes(serving.cert_pem)
+    (tmp / "tls.key").write_bytes(serving.key_pem)
+    (tmp / "tls.key").chmod(0o600)
+    return {
+        "tls_cert_file": str(tmp / "tls.crt"),
+        "tls_key_file": str(tmp / "tls.key"),
+        "ca_file": str(tmp / "ca.pem"),
+    }
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
@@ -257,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=100.0, help="persona changes per second")
     ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per scenario")
     ap.add_argument("--procs", type=int, default=4, help="subscriber processes")
-    ap.add_argument("--only", choices=("filtered", "unfiltered"))
+    ap.add_argument("--round-trips", type=int, default=200, help="measured request round trips of each kind")
+    ap.add_argument("--only", choices=("filtered", "unfiltered", "requests"))
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--role")
     ap.add_argument("config", nargs="?")
@@ -282,49 +475,71 @@ def main(argv: list[str] | None = None) -> int:
                     "apiVersion": "dorgu.io/v1", "kind": "ApplicationPersona", "metadata": {"name": f"p{j}"},
                     "spec": {"name": f"p{j}", "type": "api"},
                 })  # fmt: skip
-        port = free_port()
+        port, tls_port = free_port(), free_port()
         conn = msgspec.to_builtins(cp.connection(user_agent="bench-ws"))
+        tmp = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+        tls = write_tls_files(tmp)
         server = _spawn("serve", {"connection": conn, "port": port}, stdin=subprocess.PIPE)
-        assert server.stdout is not None
-        if server.stdout.readline().strip() != "READY":
-            raise SystemExit("the server did not start")
-        url = f"ws://127.0.0.1:{port}/ws"
-        idle = round(rss_kib(server.pid) / 1024, 1)
-        rows = []
+        tls_server = _spawn(
+            "serve",
+            {"connection": conn, "port": tls_port, "tls_cert_file": tls["tls_cert_file"],
+             "tls_key_file": tls["tls_key_file"]},
+            stdin=subprocess.PIPE,
+        )  # fmt: skip
         try:
+            for child in (server, tls_server):
+                assert child.stdout is not None
+                if child.stdout.readline().strip() != "READY":
+                    raise SystemExit("a server did not start")
+            url = f"ws://127.0.0.1:{port}/ws"
+            idle = round(rss_kib(server.pid) / 1024, 1)
+            rows = []
             for filtered in (True, False):
                 if args.only and args.only != ("filtered" if filtered else "unfiltered"):
                     continue
                 print(f"running the {'filtered' if filtered else 'unfiltered'} scenario...", file=sys.stderr)
                 rows.append(scenario(args, cp, url, server.pid, filtered=filtered))
+            requests = None
+            if args.only in (None, "requests"):
+                print("running the requests scenario...", file=sys.stderr)
+                wss = f"wss://127.0.0.1:{tls_port}/ws"
+                requests = requests_scenario(args, url, wss, tls["ca_file"])
         finally:
-            if server.stdin:
-                server.stdin.close()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            for child in (server, tls_server):
+                if child.stdin:
+                    child.stdin.close()
+                try:
+                    child.wait(15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            shutil.rmtree(tmp, ignore_errors=True)
     result = {
         "server_rss_idle_mib": idle,
         "target": "filtered p99 <= 100 ms",
-        # None when the filtered scenario did not run (--only unfiltered): there is nothing to judge.
+        # None when the filtered scenario did not run (--only): there is nothing to judge.
         "target_met": (
             None
             if not any(r["scenario"] == "filtered" for r in rows)
             else any(r["scenario"] == "filtered" and r["p99_ms"] <= 100 for r in rows)
         ),
         "scenarios": rows,
+        "requests": requests,
         "cpus": os.cpu_count(),
     }
-    if args.json:
-        print(table(rows), file=sys.stderr)
-        print(json.dumps(result))
-    else:
-        print(table(rows))
-        print(
+    text = []
+    if rows:
+        text.append(table(rows))
+        text.append(
             f"server RSS idle: {idle} MiB; target {result['target']}: "
             f"{ {True: 'met', False: 'MISSED', None: 'not measured'}[result['target_met']] }"
         )
+    if requests is not None:
+        text.append(("\n" if rows else "") + requests_table(requests))
+    if args.json:
+        print("\n".join(text), file=sys.stderr)
+        print(json.dumps(result))
+    else:
+        print("\n".join(text))
     return 0
 
 
