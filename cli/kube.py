@@ -48,7 +48,7 @@ def run_with_client(
     try:
         return asyncio.run(main())
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        raise Failure(f"cannot reach the API server at {conn.server}: {e or type(e).__name__}") from e
+        raise Failure(f"cannot reach the API server at {conn.server}: {str(e) or type(e).__name__}") from e
 
 
 async def served_versions(client: ApiClient, group: str) -> list[str]:

@@ -132,7 +132,7 @@ class OperatorConnection:
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             await self._session.close()
             raise ConnectError(
-                f"cannot connect to the operator at {self.s.url}: {e or type(e).__name__}"
+                f"cannot connect to the operator at {self.s.url}: {str(e) or type(e).__name__}"
             ) from None
         self._codec = p.Codec(msgpack=self._ws.protocol == p.SUBPROTOCOL_MSGPACK)
         self._reader = asyncio.create_task(self._read())

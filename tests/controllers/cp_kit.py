@@ -42,7 +42,7 @@ def running(cp: ControlPlane, make: Callable[[Manager], R], *, agent: str = "dor
 
 
 def poll(
-    fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = 30.0, what: str = "condition"
+    fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = 90.0, what: str = "condition"
 ) -> R:
     """Call ``fn`` until ``pred`` holds for its result; returns that result; fails on timeout."""
     deadline = time.monotonic() + timeout

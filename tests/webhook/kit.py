@@ -26,7 +26,7 @@ R = TypeVar("R")
 _counter = itertools.count()
 
 
-def poll(fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = 30.0, what: str = "it") -> R:
+def poll(fn: Callable[[], R], pred: Callable[[R], bool], *, timeout: float = 90.0, what: str = "it") -> R:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
