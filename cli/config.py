@@ -7,7 +7,9 @@
 
 The global config ($XDG_CONFIG_HOME/dorgu/config.yaml, default ~/.config/dorgu/config.yaml).
 Keys: llm.provider, llm.api_key, llm.model, llm.base_url, defaults.namespace, defaults.registry,
-defaults.org_name. llm.api_key is shown masked; OPENAI_API_KEY wins over it.
+defaults.org_name, operator.url, operator.token. llm.api_key and operator.token are shown masked;
+OPENAI_API_KEY wins over llm.api_key. `set` changes one key and keeps every other key in the file,
+including keys this version does not know (comments are not kept).
 
 Options:
   --config=FILE   Ignored (accepted by every command).
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import os
 
-import msgspec
 from docopt import docopt
 
 from cli.errors import InputError
@@ -27,10 +28,12 @@ from cli.output import Output
 from cli.settings import (
     GLOBAL_KEYS,
     LLM_PROVIDERS,
+    SECRET_GLOBAL_KEYS,
     GlobalConfig,
     dump_global,
     global_config_path,
     load_global,
+    set_global,
 )
 
 
@@ -47,11 +50,22 @@ def _get(cfg: GlobalConfig, key: str) -> str:
     return str(getattr(getattr(cfg, section), field))
 
 
+def _shown(key: str, value: str) -> str:
+    return mask(value) if key in SECRET_GLOBAL_KEYS else value or "(not set)"
+
+
 def _check_key(key: str) -> None:
     if key not in GLOBAL_KEYS:
         raise InputError(
             f"unknown config key: {key}\n\nValid keys:\n" + "\n".join(f"  {k}" for k in GLOBAL_KEYS)
         )
+
+
+def _check_value(key: str, value: str) -> None:
+    if key == "llm.provider" and value not in ("", *LLM_PROVIDERS):
+        raise InputError(f"invalid LLM provider: {value} (valid: {', '.join(LLM_PROVIDERS)})")
+    if key == "operator.url" and value and not value.startswith(("ws://", "wss://")):
+        raise InputError(f"operator.url must be a ws:// or wss:// URL, not {value!r}")
 
 
 def run(argv: list[str]) -> int:
@@ -79,22 +93,16 @@ def run(argv: list[str]) -> int:
                 env = os.environ.get("OPENAI_API_KEY", "")
                 shown = f"{mask(env)} (from env:OPENAI_API_KEY)" if env else mask(value)
             else:
-                shown = value or "(not set)"
+                shown = _shown(key, value)
             out.print(f"  {key:<{width}} = {shown}")
         return 0
     key = args["KEY"]
     _check_key(key)
     if args["get"]:
-        value = _get(cfg, key)
-        out.print(mask(value) if key == "llm.api_key" else value or "(not set)")
+        out.print(_shown(key, _get(cfg, key)))
         return 0
     value = args["VALUE"]
-    if key == "llm.provider" and value not in ("", *LLM_PROVIDERS):
-        raise InputError(f"invalid LLM provider: {value} (valid: {', '.join(LLM_PROVIDERS)})")
-    section, field = key.split(".", 1)
-    updated = msgspec.structs.replace(
-        cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **{field: value})}
-    )
-    dump_global(updated, path)
-    out.success(f"Set {key} = {mask(value) if key == 'llm.api_key' else value}")
+    _check_value(key, value)
+    set_global(key, value, path=path)
+    out.success(f"Set {key} = {mask(value) if key in SECRET_GLOBAL_KEYS else value}")
     return 0

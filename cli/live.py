@@ -22,13 +22,15 @@ Options:
                             when piped.
   --operator-url=URL        The operator's WebSocket URL (also: DORGU_OPERATOR_URL, or `operator.url` in
                             the global config; else ws://localhost:9090/ws).
-  --token=TOKEN             Bearer token (also: DORGU_OPERATOR_TOKEN; default: the kubeconfig's).
+  --token=TOKEN             Bearer token (also: DORGU_OPERATOR_TOKEN, or `operator.token` in the global
+                            config; else the kubeconfig's).
   --kubeconfig=FILE         Kubeconfig to take the token from (default: $KUBECONFIG or ~/.kube/config).
   --context=NAME            Kubeconfig context.
   --ca-file=FILE            CA bundle for a wss:// operator.
   --insecure-skip-tls-verify
                             Do not verify a wss:// operator's certificate.
-  --json-frames             Speak JSON text frames instead of msgpack (as the original CLI).
+  --json-frames             Speak JSON text frames instead of msgpack (what a client that offers no
+                            subprotocol gets).
   --timeout=SEC             Request timeout in seconds [default: 30].
   --config FILE             Workspace config file (accepted for every command).
   --no-color                No colours.
@@ -55,6 +57,7 @@ from docopt import docopt
 
 from cli.errors import Failure, InputError
 from cli.output import Output
+from cli.settings import GlobalOperator, load_global
 from cli.ws_client import ConnectError, Follower, OperatorConnection, RemoteError, WsClientSettings
 from dorgu.domain import protocol as p
 
@@ -62,25 +65,12 @@ DEFAULT_URL = "ws://localhost:9090/ws"
 FORMATS = ("table", "json", "yaml")
 
 
-class _OperatorCfg(msgspec.Struct, kw_only=True):
-    url: str = ""
-    token: str = ""
-
-
-class _GlobalWithOperator(msgspec.Struct, kw_only=True):
-    operator: _OperatorCfg = msgspec.field(default_factory=_OperatorCfg)
-
-
-def _global_operator() -> _OperatorCfg:
-    from cli.settings import global_config_path, load_yaml_file
-
-    cfg = load_yaml_file(global_config_path(), _GlobalWithOperator, what="global config")
-    return cfg.operator if cfg else _OperatorCfg()
+def _global_operator() -> GlobalOperator:
+    """The global config's ``operator.*`` section (a malformed file is an error naming it)."""
+    return load_global().operator
 
 
 def _default_namespace() -> str:
-    from cli.settings import load_global
-
     try:
         return load_global().defaults.namespace or "default"
     except InputError:
@@ -248,7 +238,7 @@ async def persona_watch(
     await follower.run(stop)
 
 
-# --------------------------------------------------------------------------- original `watch`
+# --------------------------------------------------------------------------- `watch` (one line per event)
 
 
 async def legacy_watch(
@@ -416,7 +406,7 @@ def _cluster_block(c: dict[str, Any], out: Output, *, title: str, addons: bool =
 
 async def _sync(args: dict[str, Any], settings: WsClientSettings, out: Output) -> int:
     out.info(f"Connecting to operator at {settings.url}...")
-    async with OperatorConnection(settings) as conn:  # a failure is exit 1 (the original exited 0: fixed)
+    async with OperatorConnection(settings) as conn:  # an operator that cannot be reached is exit 1
         out.success("Connected to Dorgu Operator")
         out.print()
         if args["status"]:

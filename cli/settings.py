@@ -3,7 +3,8 @@
 Files (all YAML, all optional):
 
 * **global** ``$XDG_CONFIG_HOME/dorgu/config.yaml`` (default ``~/.config/dorgu/config.yaml``): the user's
-  LLM provider and defaults (namespace, registry, org name); managed by ``dorgu config``.
+  LLM provider, defaults (namespace, registry, org name) and the operator the live commands talk to (URL,
+  token); one schema, :class:`GlobalConfig`, managed by ``dorgu config``.
 * **workspace** ``.dorgu.yaml`` in the current directory, or the file given with ``--config FILE``:
   org-wide conventions (resource profiles, labels, ingress, Argo CD, CI registry). When the current directory
   *is* the app directory, its ``.dorgu.yaml`` is the app config only — it is not read twice.
@@ -14,8 +15,9 @@ Precedence, for every setting more than one source can give (highest first)::
     command-line flags > app .dorgu.yaml > workspace .dorgu.yaml > global config > built-in defaults
 
 A file that cannot be read, is not valid YAML, or has a value of the wrong type is an error naming the file
-and line (exit 2) — never silently ignored. Unknown keys are ignored. Keys are taken literally: dots in
-label/annotation keys (``prometheus.io/scrape``) are just characters.
+and line (exit 2) — never silently ignored. Unknown keys are ignored when reading; ``dorgu config set`` keeps
+them in the global config (a newer dorgu's keys, or the user's own, survive an older one's edit). Keys are
+taken literally: dots in label/annotation keys (``prometheus.io/scrape``) are just characters.
 """
 
 from __future__ import annotations
@@ -45,22 +47,51 @@ class _Cfg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 
 
 class GlobalLLM(_Cfg):
+    """``llm.*``: the model the app analysis asks (``--llm-provider`` and the workspace file win)."""
+
     provider: str = ""
+    """One of :data:`LLM_PROVIDERS`; empty: no LLM."""
     api_key: str = ""
+    """The provider's API key (shown masked; ``OPENAI_API_KEY`` wins over it)."""
     model: str = ""
+    """Model name; empty: the provider's default."""
     base_url: str = ""
+    """Chat-completions endpoint; empty: the provider's default."""
 
 
 class GlobalDefaults(_Cfg):
+    """``defaults.*``: values the commands use when neither a flag nor a workspace/app file gives one."""
+
     namespace: str = "default"
+    """Namespace for generated manifests and personas, and for the live commands."""
     registry: str = ""
+    """Image registry prefix for generated manifests (the workspace's ``ci.registry`` wins)."""
     org_name: str = ""
+    """Organisation name (asked by ``dorgu init --global``; kept for the user, no command reads it)."""
+
+
+class GlobalOperator(_Cfg):
+    """``operator.*``: the operator the live commands (``persona watch``, ``sync`` …) talk to."""
+
+    url: str = ""
+    """The operator's WebSocket URL (``ws://`` or ``wss://``); empty: ``ws://localhost:9090/ws``.
+    ``--operator-url`` and ``DORGU_OPERATOR_URL`` win over it."""
+    token: str = ""
+    """Bearer token for the operator (shown masked); empty: the kubeconfig's. ``--token`` and
+    ``DORGU_OPERATOR_TOKEN`` win over it."""
 
 
 class GlobalConfig(_Cfg):
+    """The global config file, the one schema every command reads it through."""
+
     version: str = "1"
+    """Schema version of the file."""
     llm: GlobalLLM = msgspec.field(default_factory=GlobalLLM)
+    """The LLM provider."""
     defaults: GlobalDefaults = msgspec.field(default_factory=GlobalDefaults)
+    """Defaults for the commands."""
+    operator: GlobalOperator = msgspec.field(default_factory=GlobalOperator)
+    """The operator the live commands talk to."""
 
 
 GLOBAL_KEYS = (
@@ -71,7 +102,13 @@ GLOBAL_KEYS = (
     "defaults.namespace",
     "defaults.registry",
     "defaults.org_name",
+    "operator.url",
+    "operator.token",
 )
+"""Every ``section.field`` of :class:`GlobalConfig` that ``dorgu config get|set`` accepts, in list order."""
+
+SECRET_GLOBAL_KEYS = frozenset({"llm.api_key", "operator.token"})
+"""Keys ``dorgu config`` shows masked."""
 
 # --------------------------------------------------------------------------- workspace
 
@@ -355,7 +392,7 @@ def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
     app_file = (app_dir / ".dorgu.yaml").resolve()
     ws_path = find_workspace_file(config_flag)
     if ws_path is not None and ws_path == app_file and not config_flag:
-        ws_path = None  # the app's own file is not also the workspace file (the original read it twice)
+        ws_path = None  # the app's own file is read once, as the app config, never also as the workspace
     ws = (load_yaml_file(ws_path, WorkspaceConfig, what="workspace config") if ws_path else None) or (
         WorkspaceConfig()
     )
@@ -386,8 +423,40 @@ def profile_for(ws: WorkspaceConfig, name: str) -> ResourceProfile:
 
 
 def dump_global(cfg: GlobalConfig, path: Path) -> None:
+    """Write ``cfg`` as the whole global config file (mode 0600, replaced atomically)."""
+    _write_global(msgspec.to_builtins(cfg), path)
+
+
+def set_global(key: str, value: str, *, path: Path) -> GlobalConfig:
+    """Set one ``section.field`` (one of :data:`GLOBAL_KEYS`) in the global config file and return the result.
+
+    Every other key in the file is kept: the known ones with their values, and the ones the schema does not
+    know (at the top level or inside a section) as they were. Comments are not kept (the file is rewritten).
+    """
+    cfg = load_global(path)  # a malformed file is an error naming it, before anything is written
+    section, field = key.split(".", 1)
+    updated = msgspec.structs.replace(
+        cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **{field: value})}
+    )
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    _write_global(_keep_unknown(msgspec.to_builtins(updated), raw if isinstance(raw, dict) else {}), path)
+    return updated
+
+
+def _keep_unknown(known: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """``known`` plus the keys of ``raw`` it lacks, recursively into mappings both have."""
+    merged = dict(known)
+    for k, v in raw.items():
+        if k not in merged:
+            merged[k] = v
+        elif isinstance(merged[k], dict) and isinstance(v, dict):
+            merged[k] = _keep_unknown(merged[k], v)
+    return merged
+
+
+def _write_global(data: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    body = yaml.safe_dump(msgspec.to_builtins(cfg), sort_keys=False, default_flow_style=False)
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     header = (
         f"# dorgu global configuration\n# Location: {path}\n# Edit with: dorgu config set <key> <value>\n\n"
     )

@@ -46,6 +46,44 @@ def test_config_set_get_list_reset(run_cli):
     assert run_cli("config", "get", "defaults.registry").out.strip() == "(not set)"
 
 
+def test_config_set_keeps_every_other_key(run_cli, monkeypatch):
+    """One schema for the global config: ``operator.*`` is listed, read and set like every key; ``set``
+    changes one key only — every other section survives, and so do keys the schema does not know (kept, by
+    decision: a newer dorgu's keys or the user's own must survive an older one's edit); the live commands
+    read ``operator.*`` through that schema."""
+    from docopt import docopt
+
+    from cli import live
+
+    monkeypatch.delenv("DORGU_OPERATOR_URL", raising=False)
+    monkeypatch.delenv("DORGU_OPERATOR_TOKEN", raising=False)
+    path = Path(run_cli("config", "path").out.strip())
+    before = {
+        "version": "1",
+        "llm": {"provider": "ollama", "api_key": "sk-abcdefghijkl", "model": "llama3",
+                "base_url": "http://llm.example:11434/v1", "temperature": 0.2},
+        "defaults": {"namespace": "a", "registry": "ghcr.io/acme", "org_name": "Acme"},
+        "operator": {"url": "wss://dorgu.example:9090/ws", "token": "tok-0123456789"},
+        "extra": {"anything": ["the", "user", "wrote"]},
+    }  # fmt: skip
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(before))
+    assert run_cli("config", "set", "defaults.namespace", "b").code == 0
+    after = {**before, "defaults": {**before["defaults"], "namespace": "b"}}
+    assert yaml.safe_load(path.read_text()) == after
+
+    assert run_cli("config", "get", "operator.url").out.strip() == "wss://dorgu.example:9090/ws"
+    assert run_cli("config", "get", "operator.token").out.strip() == "tok-******6789"
+    listed = run_cli("config", "list").out
+    assert "operator.url       = wss://dorgu.example:9090/ws" in listed and "tok-******6789" in listed
+    r = run_cli("config", "set", "operator.url", "http://dorgu.example")
+    assert r.code == 2 and "operator.url must be a ws:// or wss:// URL" in r.err
+    assert run_cli("config", "set", "operator.token", "tok-new-0123").code == 0
+    settings = live.client_settings(docopt(live.__doc__ or "", argv=["persona", "list"]))
+    assert (settings.url, settings.token) == ("wss://dorgu.example:9090/ws", "tok-new-0123")
+    assert yaml.safe_load(path.read_text())["extra"] == before["extra"]
+
+
 def test_precedence_flag_app_workspace_global(run_cli, tmp_path, cli_env):
     app = copy_app("flask", tmp_path / "src")
     run_cli("config", "set", "defaults.registry", "global.example/r")
