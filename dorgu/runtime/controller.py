@@ -85,19 +85,6 @@ def generation_changed(old: Any, new: Any) -> bool:
     return bool(old.metadata.generation != new.metadata.generation)
 
 
-def labels_changed(old: Any, new: Any) -> bool:
-    return bool(old.metadata.labels != new.metadata.labels)
-
-
-def resource_version_changed(old: Any, new: Any) -> bool:
-    """Drops resync re-deliveries (same object twice)."""
-    return bool(old.metadata.resource_version != new.metadata.resource_version)
-
-
-def any_of(*preds: UpdatePredicate) -> UpdatePredicate:
-    return lambda old, new: any(p(old, new) for p in preds)
-
-
 @dataclass(frozen=True, kw_only=True)
 class ControllerSettings:
     """How a controller runs."""

@@ -11,15 +11,6 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
 
-class _Meta(Protocol):
-    @property
-    def name(self) -> str | None: ...
-    @property
-    def namespace(self) -> str | None: ...
-    @property
-    def resource_version(self) -> str | None: ...
-
-
 class KubeObject(Protocol):
     @property
     def metadata(self) -> Any: ...
@@ -68,9 +59,6 @@ class Store(Generic[T]):
     def by_index(self, index: str, value: str) -> list[T]:
         keys = self._indices[index].get(value, ())
         return [self._items[k] for k in keys]
-
-    def index_keys(self, index: str, value: str) -> list[str]:
-        return list(self._indices[index].get(value, ()))
 
     def put(self, key: str, obj: T) -> T | None:
         """Insert or replace; returns the previous object (None if new)."""
