@@ -8,7 +8,9 @@ Reflector rules kept here (client-go ``tools/cache/reflector.go``):
 * A watch that ends normally (server timeout, EOF) is resumed at once from the last RV without relisting.
   A watch that ends in under 1 s with no events is an error (relist after backoff).
 * 410 Gone/Expired on a watch → back off, then relist (the LIST first tries the last RV again).
-* 429 and connection refused (and a stalled stream) → back off, then re-watch from the same RV — no relist.
+* 429 and connection refused → back off (at least the 429's ``Retry-After``), then re-watch from the same RV
+  — no relist. A stalled stream (:class:`~dorgu.runtime.watch.WatchStalled`) is re-watched from the same RV
+  at once: the stall timeout already waited, and the backoff is left untouched.
 * Every event's RV is recorded; a BOOKMARK only advances the RV. For a watch started at RV "" or "0" the
   server first sends synthetic ADDED events not in RV order, so their RVs are not recorded until some other
   event type has been seen (``propagateRVFromStart``).
@@ -222,7 +224,8 @@ class Informer(Generic[T]):
             try:
                 await self._watch_once()
             except (TooManyRequests, WatchStalled, aiohttp.ClientConnectorError) as e:
-                # Retriable without relist: same RV after a pause (client-go isWatchErrorRetriable).
+                # Retriable without relist: same RV (client-go isWatchErrorRetriable), after a backoff —
+                # except a stall, which already waited its timeout.
                 metrics.WATCH_ERRORS.labels(self._label, type(e).__name__).inc()
                 log.info(
                     "informer %s: %s; re-watching from RV %s", self._label, _describe(e), self.last_sync_rv
