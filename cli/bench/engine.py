@@ -28,7 +28,7 @@ import msgspec
 from cli.bench import workload as w
 from cli.bench.progress import ProgressBar
 from cli.errors import Failure, InputError
-from dorgu.runtime.client import ApiClient, _ssl_context
+from dorgu.runtime.client import ApiClient, ssl_context
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.errors import ApiError, NotFound
 from dorgu.runtime.informer import Handlers
@@ -502,7 +502,7 @@ async def _ceiling_run(
                 else:
                     errors += 1
 
-    connector = aiohttp.TCPConnector(ssl=_ssl_context(conn), limit=conc)
+    connector = aiohttp.TCPConnector(ssl=ssl_context(conn), limit=conc)
     async with aiohttp.ClientSession(connector=connector) as session:
         t = time.monotonic()
 

@@ -87,7 +87,10 @@ class _TokenSource:
         return self._file is not None
 
 
-def _ssl_context(conn: ConnectionSettings) -> ssl.SSLContext | bool:
+def ssl_context(conn: ConnectionSettings) -> ssl.SSLContext | bool:
+    """The TLS settings for an aiohttp connector to ``conn``'s API server: ``False`` for plain http, else a
+    context trusting ``conn``'s CA (or the system's, or nothing when verification is off) and presenting its
+    client certificate. For a session outside :class:`ApiClient` that must connect as the client does."""
     if not conn.server.startswith("https"):
         return False
     if conn.insecure_skip_tls_verify:
@@ -139,7 +142,7 @@ class ApiClient:
         """Called as ``guard(method, path)`` before every non-GET request; raises to refuse the write
         (leader election sets it: a leader whose lease may have expired writes nothing)."""
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=_ssl_context(connection), limit=self.settings.max_connections),
+            connector=aiohttp.TCPConnector(ssl=ssl_context(connection), limit=self.settings.max_connections),
             headers={"User-Agent": connection.user_agent},
             skip_auto_headers=("Content-Type",),
             json_serialize=lambda o: _encoder.encode(o).decode(),
@@ -441,4 +444,4 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-__all__ = ["ApiClient", "ApiError", "ClientSettings", "PatchType"]
+__all__ = ["ApiClient", "ApiError", "ClientSettings", "PatchType", "ssl_context"]
