@@ -2,11 +2,11 @@
 
 Run ``.venv/bin/python bench/leases.py [--repeat 3] [--only failover,defaults,sigterm,rebalance]
 [--spread-delay 1] [--balance-period 1] [--deadline 120] [--json]``. It starts its own control plane
-(etcd + kube-apiserver, an audit log of Lease and ConfigMap requests at Metadata level), runs candidates with
-``tests/runtime/leader_candidate.py`` (each a process of its own, writing a ConfigMap every 0.2 s while it
-leads, reporting every step as a JSON line with ``mono``, the system-wide monotonic clock), measures, prints
-a table (or, with ``--json``, one JSON object on stdout; the table then goes to stderr) and stops
-everything. Each figure is measured ``--repeat`` times, each time in a fresh namespace; min/median/max.
+(etcd + kube-apiserver, an audit log of Lease and ConfigMap requests at Metadata level), runs candidates
+with ``tests/runtime/programs/leader_candidate.py`` (each a process of its own, writing a ConfigMap every
+0.2 s while it leads, reporting every step as a JSON line with ``mono``, the system-wide monotonic clock),
+measures, prints a table (or, with ``--json``, one JSON object on stdout; the table then goes to stderr) and
+stops everything. Each figure is measured ``--repeat`` times, each time in a fresh namespace; min/median/max.
 
 Figures (these were the timing assertions of ``tests/runtime/test_leaderelection.py``):
 
@@ -66,7 +66,7 @@ from dorgu.runtime.resource import LEASES  # noqa: E402
 
 TEST_DURATIONS = (3.0, 2.0, 0.5)  # lease, renew deadline, retry period
 DEFAULT_DURATIONS = (15.0, 10.0, 2.0)
-EXIT_HANDED_OVER = 75  # tests/runtime/leader_candidate.py: "start me afresh at once"
+EXIT_HANDED_OVER = 75  # tests/runtime/programs/leader_candidate.py: "start me afresh at once"
 START_TIMEOUT_S = 45.0
 """Python processes starting at once on a busy machine: generous."""
 SETTLE_S = 5.0
@@ -137,7 +137,7 @@ class Candidate:
         self.identity = args[args.index("--identity") + 1]
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime.leader_candidate", *args],
+                [sys.executable, "-m", "tests.runtime.programs.leader_candidate", *args],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
                 stdin=subprocess.DEVNULL,

@@ -23,6 +23,7 @@ from dorgu.runtime.kubeconfig import ConfigError, resolve
 from tests.runtime.kit import create_configmaps, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+KUBE_COMPONENTS = "tests.runtime.programs.kube_components"
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,7 @@ def _supervisor(kubeconfig: Path, components: list[dict[str, object]]) -> tuple[
     }
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.runtime.operator_main", json.dumps(cfg)],
+        [sys.executable, "-m", "tests.runtime.programs.operator_main", json.dumps(cfg)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     return proc, port
@@ -191,7 +192,7 @@ def test_rotated_token_file_keeps_every_child_working(cp: ControlPlane, tmp_path
     comps = [
         {
             "name": n,
-            "target": "tests.runtime.kube_components:heartbeat",
+            "target": f"{KUBE_COMPONENTS}:heartbeat",
             "options": {"namespace": ns, "period": 0.2},
         }
         for n in ("one", "two")
@@ -247,7 +248,7 @@ def test_killed_child_comes_back_synced(cp: ControlPlane, tmp_path: Path) -> Non
     asyncio.run(seed())
     proc, port = _supervisor(
         cp.kubeconfig,
-        [{"name": "cache", "target": "tests.runtime.kube_components:informer", "options": {"namespace": ns}}],
+        [{"name": "cache", "target": f"{KUBE_COMPONENTS}:informer", "options": {"namespace": ns}}],
     )
     try:
         wait_until(lambda: _ready(port), timeout=60, what="the first sync")

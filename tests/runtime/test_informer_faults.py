@@ -21,9 +21,9 @@ from dorgu.runtime.controller import run_informers
 from dorgu.runtime.informer import Handlers, InformerSettings
 from dorgu.runtime.resource import CONFIGMAPS
 from dorgu.runtime.watch import WatchSettings
-from tests.runtime import cmcontroller
 from tests.runtime.kit import LoopThread, bounded_gather, create_configmaps, sample, wait_until
-from tests.runtime.tcpproxy import TcpProxy
+from tests.runtime.programs import cmcontroller
+from tests.runtime.programs.tcpproxy import TcpProxy
 
 
 @pytest.fixture(scope="module")

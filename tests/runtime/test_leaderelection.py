@@ -1,12 +1,12 @@
 """Leader election against a real control plane: every candidate is an OS process, the audit log is the judge.
 
-Each candidate (``tests/runtime/leader_candidate.py``) has its own User-Agent, ``dorgu-test/<identity>``, and
-while leading merge-patches one ConfigMap every 0.2 s through a client fenced by the election. The apiserver's
-audit log (leases and configmaps, Metadata level, one line per finished request) tells who wrote what, when
-the server received it and when it answered: a *term* is a writer's run from its first successful ConfigMap
-write to its last, and terms of different writers must never overlap.
+Each candidate (``tests/runtime/programs/leader_candidate.py``) has its own User-Agent,
+``dorgu-test/<identity>``, and while leading merge-patches one ConfigMap every 0.2 s through a client fenced
+by the election. The apiserver's audit log (leases and configmaps, Metadata level, one line per finished
+request) tells who wrote what, when the server received it and when it answered: a *term* is a writer's run
+from its first successful ConfigMap write to its last, and terms of different writers must never overlap.
 
-Rules checked (client-go ``tools/leaderelection`` semantics, spec/runtime.md §1.6):
+Rules checked (client-go ``tools/leaderelection`` semantics):
 
 * one leader at a time among contending processes, and the Lease's holder is the one writing;
 * a ``kill -9``-ed leader is replaced, never before its Lease expired (the audit log's times);
@@ -128,7 +128,7 @@ class Candidate:
         self._lock = threading.Lock()
         self.stderr_path = plane.logs / f"{namespace}.{identity}.{lease}.log"
         args = [
-            sys.executable, "-m", "tests.runtime.leader_candidate",
+            sys.executable, "-m", "tests.runtime.programs.leader_candidate",
             # --token=X as one word: a random token may start with "-", which argparse takes for an option
             "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), f"--token={plane.cp.admin_token}",
             "--identity", identity, "--lease", lease, "--namespace", namespace,

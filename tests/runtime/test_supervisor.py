@@ -1,4 +1,5 @@
-"""The supervisor, run as a process of its own with small test components (tests/runtime/components.py).
+"""The supervisor, run as a process of its own with small test components
+(``tests/runtime/programs/components.py``).
 
 No Kubernetes: the children get a dummy ConnectionSettings. Every wait polls with a generous deadline;
 nothing asserts speed.
@@ -29,14 +30,14 @@ from dorgu.runtime.logs import JsonFormatter, controller_var, key_var, reconcile
 from dorgu.runtime.supervisor import RestartBackoff
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = Path(__file__).resolve().parent / "supervisor_main.py"
-COMPONENTS = "tests.runtime.components"
+MAIN = Path(__file__).resolve().parent / "programs" / "supervisor_main.py"
+COMPONENTS = "tests.runtime.programs.components"
 DEADLINE_S = 20.0  # generous upper bound for anything to happen on a loaded machine
 
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    # The children import their targets (tests.runtime.components) from the repository root.
+    # The children import their targets (tests.runtime.programs.components) from the repository root.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env

@@ -53,7 +53,7 @@ def poll(pred: Callable[[], Any], what: str, timeout: float = DEADLINE_S, every:
 
 
 class Operator:
-    """``tests/runtime/operator_main.py``: a Supervisor whose children are websocket servers (one per
+    """``tests/runtime/programs/operator_main.py``: a Supervisor whose children are websocket servers (one per
     entry of ``servers``: name → options), against the real control plane."""
 
     def __init__(self, kubeconfig: Path, servers: dict[str, dict[str, Any]], tmp: Path) -> None:
@@ -77,7 +77,7 @@ class Operator:
         self.records: list[dict[str, Any]] = []
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.runtime.operator_main", json.dumps(config)],
+            [sys.executable, "-m", "tests.runtime.programs.operator_main", json.dumps(config)],
             cwd=ROOT, env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip

@@ -19,7 +19,7 @@ from controllers.applicationpersona import PersonaSettings
 from dorgu.domain import protocol as p
 from dorgu.envtest import ApiError, ControlPlane, HarnessClient
 from tests.controllers.test_applicationpersona import Running, deployment, persona, set_deployment_status
-from tests.runtime.tcpproxy import TcpProxy
+from tests.runtime.programs.tcpproxy import TcpProxy
 from tests.ws.kit import CliStream, Operator, dorgu, poll
 
 AP = "/apis/dorgu.io/v1/namespaces/{ns}/applicationpersonas"

@@ -1,7 +1,7 @@
 """Runs a Supervisor from one JSON argument, so tests can run (and signal) it as a process of its own.
 
-``python tests/runtime/supervisor_main.py '{"components": [{"name": ..., "target": ..., "options": {}}],
-"settings": {...SupervisorSettings fields...}}'``
+``python tests/runtime/programs/supervisor_main.py '{"components": [{"name": ..., "target": ...,
+"options": {}}], "settings": {...SupervisorSettings fields...}}'``
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Runs a Supervisor against a real cluster, from one JSON argument (a test-sized ``dorgu operator``).
 
-``python -m tests.runtime.operator_main '{"kubeconfig": PATH, "components": [...], "settings": {...}}'`` —
-the connection is resolved from the kubeconfig exactly as the operator resolves it.
+``python -m tests.runtime.programs.operator_main '{"kubeconfig": PATH, "components": [...],
+"settings": {...}}'`` — the connection is resolved from the kubeconfig exactly as the operator resolves it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.errors import ApiError, NotFound
 from dorgu.runtime.informer import Informer
 from dorgu.runtime.resource import CONFIGMAPS
-from tests.runtime.cmcontroller import ConfigMap
+from tests.runtime.programs.cmcontroller import ConfigMap
 
 
 async def informer(ctx: ComponentContext) -> None:

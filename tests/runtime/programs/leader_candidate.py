@@ -1,7 +1,8 @@
 """One leader-election candidate as an OS process of its own, for the leader-election tests.
 
-``python -m tests.runtime.leader_candidate --server URL --ca FILE --token T --identity ID --lease NAME
---namespace NS --durations 3,2,0.5 --user-agent UA`` (from the repository root, ``PYTHONPATH`` set to it).
+``python -m tests.runtime.programs.leader_candidate --server URL --ca FILE --token T --identity ID
+--lease NAME --namespace NS --durations 3,2,0.5 --user-agent UA`` (from the repository root,
+``PYTHONPATH`` set to it).
 
 It runs on uvloop with one :class:`~dorgu.runtime.client.ApiClient` fenced by the election
 (:meth:`LeaderElector.install_guard`). While leading it merge-patches the ConfigMap ``--configmap`` every

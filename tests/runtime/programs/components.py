@@ -1,4 +1,5 @@
-"""Small components for the supervisor's tests, run in child processes as ``tests.runtime.components:NAME``.
+"""Small components for the supervisor's tests, run in child processes as
+``tests.runtime.programs.components:NAME``.
 
 Each writes what the test needs to see into files under ``options["dir"]`` (a test's tmp_path):
 ``started-NAME-PID`` when it starts, ``graceful-NAME-PID`` when it returns after ``ctx.stopping``.
