@@ -1,24 +1,25 @@
 """The operator's WebSocket protocol, version 1: one connection carries subscriptions and request/response.
 
-Compatible with the original (``shared/spec/operator.md`` §7, Appendix B; ``shared/spec/cli.md`` §9): the same
-envelope (``type``, ``topic``, ``requestId``, ``payload``, ``timestamp``), the same topics and error codes,
-the same payload keys. Rules this module keeps:
+The envelope (``type``, ``topic``, ``requestId``, ``payload``, ``timestamp``), the topic names, the first
+four error codes and the payload keys are fixed: clients written against them (JSON-only ones included) keep
+working, so every change is additive — extra payload keys and new error codes, never renamed or removed ones.
+Rules this module keeps:
 
-* **Framing.** A client that offers no subprotocol (the original Go CLI) gets JSON text frames. A client that
-  offers :data:`SUBPROTOCOL_MSGPACK` gets binary msgpack frames with the very same structure (dorgu's CLI).
+* **Framing.** A client that offers no subprotocol gets JSON text frames. A client that offers
+  :data:`SUBPROTOCOL_MSGPACK` gets binary msgpack frames with the very same structure (dorgu's CLI).
   The subprotocol name carries the protocol version; a future incompatible version gets a new name, so a
   client and server always agree on the version at the handshake.
 * **Envelope** is a tagged union on ``type``. ``timestamp`` is always set by the server (RFC 3339, UTC,
-  nanoseconds with trailing zeros trimmed); in client messages it is optional and not checked (the
-  original silently dropped a message whose timestamp did not parse: fixed).
-* **Every error echoes the request's ``requestId``** (the original dropped it, so a failed CLI request
-  waited 30 s). Fixes of the original's [BUG]s are all additive: extra payload keys, never renamed ones.
+  nanoseconds with trailing zeros trimmed); in client messages it is optional and not checked (a message
+  is never dropped for its timestamp).
+* **Every error echoes the request's ``requestId``**, so a client's failed request ends at once instead of
+  waiting for its timeout.
 * **Resume.** Events of ``personas``/``cluster``/``events`` carry the object's ``resourceVersion``. A
   subscriber that passes ``resourceVersion`` (the last one it saw; ``""`` for none) and the ``serverId`` it
   saw gets exactly the events after it, or — when the server no longer has them or is another instance —
   a ``snapshot`` event (``eventType: "snapshot"``) whose ``items`` are the authoritative subscribed set
-  (anything not in it is gone) followed by live events. Without ``resourceVersion`` (the Go CLI) a
-  subscription is live-only, as in the original.
+  (anything not in it is gone) followed by live events. Without ``resourceVersion`` a subscription is
+  live-only.
 """
 
 from __future__ import annotations
@@ -35,18 +36,19 @@ PROTOCOL_VERSION = 1
 SUBPROTOCOL_MSGPACK = f"dorgu.v{PROTOCOL_VERSION}.msgpack"
 """The WebSocket subprotocol that selects binary msgpack frames."""
 MAX_MESSAGE_BYTES = 512 * 1024
-"""Largest inbound message; a larger one closes the connection with 1009 (as the original)."""
+"""Largest inbound message; a larger one closes the connection with 1009 (message too big)."""
 
 TOPIC_PERSONAS = "personas"
 TOPIC_CLUSTER = "cluster"
 TOPIC_EVENTS = "events"
 TOPIC_DEPLOYMENTS = "deployments"
 TOPICS = (TOPIC_PERSONAS, TOPIC_CLUSTER, TOPIC_EVENTS, TOPIC_DEPLOYMENTS)
-"""Every topic name of the protocol (``deployments`` is declared, as in the original, but not served)."""
+"""Every topic name of the protocol (``deployments`` is reserved: no server serves it, and subscribing to
+it answers ``unknown_topic``)."""
 SERVED_TOPICS = (TOPIC_PERSONAS, TOPIC_CLUSTER, TOPIC_EVENTS)
 """Topics a server publishes events on."""
 
-# Error codes. The first four are the original's; the rest are additions.
+# Error codes. The first four are fixed (every client knows them); the rest are additions.
 UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
 UNKNOWN_TOPIC = "unknown_topic"
 LIST_FAILED = "list_failed"
@@ -66,7 +68,7 @@ NOT_READY = "not_ready"
 INTERNAL_ERROR = "internal_error"
 """A bug in the server; the connection stays open."""
 
-# Persona event types (the original's) and the snapshot marker.
+# Persona event types (fixed) and the snapshot marker.
 CREATED = "created"
 UPDATED = "updated"
 DELETED = "deleted"
@@ -158,7 +160,7 @@ class SubscribeOptions(_Payload):
 
 
 class Subscribed(_Payload):
-    """Payload of the ``response`` to ``subscribe``/``unsubscribe`` (the original's two keys, plus more)."""
+    """Payload of the ``response`` to ``subscribe``/``unsubscribe`` (``status`` and ``topic`` are fixed)."""
 
     status: str
     """``subscribed`` or ``unsubscribed``."""
@@ -211,7 +213,7 @@ class ValidationSummary(_Payload):
 
 
 class PersonaSummary(msgspec.Struct, rename="camel", kw_only=True):
-    """The original's list item: all seven keys always present (``""`` when unknown)."""
+    """A persona in a list response: all seven keys always present (``""`` when unknown)."""
 
     namespace: str = ""
     name: str = ""
@@ -223,7 +225,7 @@ class PersonaSummary(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class PersonaState(_Payload):
-    """One persona as events and snapshots carry it (the original's PersonaEvent keys, plus more)."""
+    """One persona as events and snapshots carry it (the fixed event keys, plus additions)."""
 
     namespace: str = ""
     name: str = ""
@@ -248,7 +250,7 @@ class PersonaEvent(PersonaState, kw_only=True):
 
 
 class ClusterSummary(msgspec.Struct, rename="camel", kw_only=True):
-    """The original's ``cluster`` response: every key always present, ``addons`` null when none."""
+    """The ``cluster`` response: every key always present, ``addons`` null when none."""
 
     name: str = ""
     environment: str = ""

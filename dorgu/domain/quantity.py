@@ -1,8 +1,8 @@
-"""Kubernetes quantities: exact parsing, comparison and canonical printing (spec Appendix C, §4.3).
+"""Kubernetes quantities: exact parsing, comparison and canonical printing; baseline figures.
 
 This is a port of the *semantics* of apimachinery's ``resource.Quantity`` (``ParseQuantity`` and
-``CanonicalizeBytes``), which the persona rules (spec §2.3, R-1/R-2) and the webhook (§3.3) use to
-compare container limits with persona limits and to print them.
+``CanonicalizeBytes``), which the persona rules (R-1/R-2, :mod:`dorgu.domain.rules`) use — in the controller
+and in the webhook — to compare container limits with persona limits and to print them.
 
 Parsing (:func:`parse_quantity`)
 --------------------------------
@@ -50,10 +50,11 @@ canonical: we always print the canonical form, so ``"+1"`` and ``"01"`` print ``
 them); and a decimal-SI value beyond ``E`` keeps the ``E`` suffix (``1000E``), where Go's suffix
 lookup fails and it prints the bare mantissa (``1``), i.e. a different number.
 
-Prometheus figures (spec §4.3)
-------------------------------
-:func:`format_millicores` (``250m``) and :func:`format_memory` (``128Mi``, ``1.5Gi``) format the
-learned baseline exactly as the original's ``%.0f`` + ``m`` and ``formatMemory``.
+Prometheus figures
+------------------
+:func:`format_millicores` (``250m``) and :func:`format_memory` (``128Mi``, ``1.5Gi``) print a learned
+baseline in the format a persona's baseline fields hold: CPU rounded as Go's ``%.0f`` plus ``m``; memory in
+``Gi`` with one decimal from 1 GiB up, else in ``Mi`` with none.
 """
 
 from __future__ import annotations
@@ -267,8 +268,8 @@ def compare_quantities(a: str | int | Quantity, b: str | int | Quantity) -> int:
 def sum_quantities(quantities: Iterable[Quantity]) -> Quantity:
     """The exact sum, in the format of the first non-zero addend (``0`` when there is none).
 
-    This is apimachinery's ``Quantity.Add`` rule (spec Appendix C: "Sums ... take their format
-    from the first non-zero addend. With no nodes the result is ``"0"``").
+    This is apimachinery's ``Quantity.Add`` rule; a sum over no nodes (the ClusterPersona's resource
+    summary of an empty cluster) is ``"0"``.
     """
     total = Decimal(0)
     fmt: Format | None = None
@@ -330,7 +331,7 @@ def _binary_text(value: int) -> str:
     return ("-" if value < 0 else "") + str(magnitude) + _BINARY_SUFFIX_OF[power]
 
 
-# --------------------------------------------------------------------------- Prometheus figures (§4.3)
+# --------------------------------------------------------------------------- Prometheus figures
 
 
 def _finite(value: float, what: str) -> float:
@@ -348,13 +349,13 @@ def format_millicores(millicores: float) -> str:
     """CPU in millicores as the baseline stores it: zero decimals and ``m`` (``249.6`` → ``"250m"``).
 
     Rounding is Python's ``format(x, ".0f")``: round-half-even on the exact binary value, as Go's
-    ``%.0f``. Unlike the original (which wrote ``NaNm``), NaN and infinities raise ``ValueError``.
+    ``%.0f``. NaN and infinities raise ``ValueError`` (a baseline never reads ``NaNm``).
     """
     return _no_negative_zero(format(_finite(millicores, "millicores"), ".0f")) + "m"
 
 
 def format_memory(num_bytes: float) -> str:
-    """Memory as the baseline stores it (the original's ``formatMemory``).
+    """Memory as the baseline stores it.
 
     From 1 GiB (1073741824 bytes) up: GiB with one decimal and ``Gi`` (``"2.0Gi"``, ``"1.5Gi"``);
     below: MiB with zero decimals and ``Mi`` (``"128Mi"``, ``"0Mi"``). Rounding as

@@ -1,14 +1,14 @@
 """Right-sizing recommendations from the learned baseline (``status.recommendations``; issue 4 item 6).
 
-The original declares ``status.recommendations`` but never writes it (spec §10.3). We derive
-entries from ``status.learned.resourceBaseline`` (spec §4.3: ``avgCPU``/``peakCPU`` like ``250m``,
+Entries are derived from ``status.learned.resourceBaseline`` (``avgCPU``/``peakCPU`` like ``250m``,
 ``avgMemory``/``peakMemory`` like ``128Mi`` or ``1.5Gi``; figures **per pod**, i.e. summed over
 the pod's app containers) and the Deployment's pod template.
 
 The pod's request for a resource is the sum of its containers' requests (containers without one
 add nothing); its limit is the sum of its containers' limits, and only exists when *every*
 container sets a non-zero limit (otherwise the pod is not bounded and no limit rule applies). A
-sum is printed in canonical form, in the format of its first non-zero addend (spec Appendix C).
+sum is printed in canonical form, in the format of its first non-zero addend (apimachinery's
+``Quantity.Add``).
 
 Rules, checked for CPU and then for memory, in this order. ``<R>`` is ``CPU`` or ``memory``
 (``<Rc>`` the same, capitalised: ``CPU``, ``Memory``); ``<request>`` and ``<limit>`` are canonical
@@ -148,7 +148,7 @@ def _recommend_resource(
 
 
 def _figure(text: str | None) -> Quantity | None:
-    """A baseline figure, or None when it is missing or not a quantity (e.g. the original's ``NaNm``)."""
+    """A baseline figure, or None when it is missing or not a quantity (e.g. ``NaNm``)."""
     if not text:
         return None
     try:

@@ -1,6 +1,6 @@
 """Obtain etcd and build kube-apiserver + kube-controller-manager 1.20.2 from Debian's packages.
 
-The recipe (``shared/control-plane.md``): Debian *bookworm*'s ``kubernetes`` source package, built in GOPATH
+The recipe: Debian *bookworm*'s ``kubernetes`` source package, built in GOPATH
 mode with bookworm's Go 1.19, with the vendored ``modern-go/reflect2`` v1.0.1 replaced by Debian's 1.0.2
 (1.0.1 segfaults under Go >= 1.18 as soon as the server encodes maps under load). Everything is fetched
 through a private apt configuration pinned to ``bookworm`` — the host's apt state is never touched, and a
