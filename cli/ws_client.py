@@ -60,15 +60,15 @@ class WsClientSettings:
     token: str | None = None
     """Bearer token sent at the handshake (None: none)."""
     msgpack: bool = True
-    """Offer binary msgpack framing (False: JSON text frames, as the original CLI)."""
+    """Offer binary msgpack framing (False: JSON text frames, as a client that offers no subprotocol gets)."""
     ca_file: str | None = None
     """PEM CA bundle to verify a ``wss://`` server with (None: the system's)."""
     insecure: bool = False
     """Do not verify a ``wss://`` server's certificate."""
     connect_timeout_s: float = 10.0
-    """Handshake timeout (the original's)."""
+    """Handshake timeout."""
     request_timeout_s: float = 30.0
-    """How long a request waits for its reply (the original's)."""
+    """How long a request waits for its reply."""
     reconnect_initial_s: float = 0.2
     """First wait before reconnecting after a drop."""
     reconnect_max_s: float = 5.0
@@ -79,7 +79,7 @@ _ids = itertools.count(1)
 
 
 def _request_id() -> str:
-    # The original used decimal UnixNano; a counter suffix keeps ids unique within a process.
+    # Decimal UnixNano, plus a counter suffix that keeps ids unique within a process.
     return f"{time.time_ns()}-{next(_ids)}"
 
 
@@ -154,7 +154,7 @@ class OperatorConnection:
                 try:
                     msg = self._codec.decode(data, binary=frame.type == aiohttp.WSMsgType.BINARY)
                 except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue  # undecodable frames are skipped, as the original did
+                    continue  # an undecodable frame is skipped: the connection and the other replies go on
                 fut = self._pending.pop(msg.request_id, None) if msg.request_id else None
                 if fut is not None:
                     if not fut.done():

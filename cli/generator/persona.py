@@ -1,7 +1,7 @@
 """The ApplicationPersona, built from ``dorgu.domain.types`` and serialised in the CRD's field order.
 
-Fixes over the original: ``resources.profile`` is mapped onto the CRD's enum (the original wrote ``api`` and
-the API server rejected it); ``maxReplicas`` is at least 1 and at least ``minReplicas``; dependency types
+Rules: ``resources.profile`` is mapped onto the CRD's enum (a profile name such as ``api`` is not in it and
+the API server would reject it); ``maxReplicas`` is at least 1 and at least ``minReplicas``; dependency types
 are mapped onto the CRD's enum; the description is the app's own; the security policy matches the
 generated Deployment (non-root, read-only root, no privilege escalation); values are escaped by a real
 YAML serialiser.
