@@ -1,4 +1,4 @@
-"""Learn each ApplicationPersona's resource baseline from Prometheus (spec §4, issue 4 item 5).
+"""Learn each ApplicationPersona's resource baseline from Prometheus (issue 4 item 5).
 
 What is learned — **true 1-hour figures per pod**. For the pods of a persona's Deployments, each pod's usage
 is the sum over its app containers (cAdvisor's ``container="POD"`` sandbox series and ``container=""`` cgroup
@@ -9,8 +9,8 @@ aggregates are excluded); then, evaluated every ``step`` over the last ``window`
     avgMemory  = avg_over_time(avg(sum by (pod) (container_memory_working_set_bytes{…}))[1h:1m])
     peakMemory = max_over_time(max(sum by (pod) (container_memory_working_set_bytes{…}))[1h:1m])
 
-i.e. the mean over the hour of the mean pod, and the highest any single pod reached. (The original's "avg" was
-an instant value and its peaks an arbitrary series, and it matched pods by a bare name prefix — spec §4.3.)
+i.e. the mean over the hour of the mean pod, and the highest any single pod reached — never an instant value,
+never one arbitrary series, never pods matched by a bare name prefix.
 
 Which pods — a Deployment ``d`` owns ReplicaSets ``d-<hash>`` whose pods are ``d-<hash>-<5 chars>``, so pods
 are matched by that pattern (:func:`pod_regex`), never by the bare prefix: ``web`` does not match the pods of
@@ -30,9 +30,10 @@ queries. Each query carries an explicit ``time`` from the injected clock. Label 
 namespace as a PromQL string, Deployment names with RE2 escaping (then as a PromQL string).
 
 Outcomes per persona: a :class:`~dorgu.domain.types.ResourceBaseline` (CPU in millicores ``"250m"``, memory as
-spec §4.3's ``formatMemory``: ``"128Mi"``, ``"1.5Gi"``); ``None`` when Prometheus has no series for its pods
-(keep the previous baseline — never write zeros); or :class:`BaselineUnavailable` with a reason when
-Prometheus is unreachable, errors or times out (keep the previous baseline, set ``BaselineLearned=False``).
+:func:`~dorgu.domain.quantity.format_memory` prints it: ``"128Mi"``, ``"1.5Gi"``); ``None`` when Prometheus
+has no series for its pods (keep the previous baseline — never write zeros); or :class:`BaselineUnavailable`
+with a reason when Prometheus is unreachable, errors or times out (keep the previous baseline, set
+``BaselineLearned=False``).
 :func:`next_baseline` turns an outcome plus the stored baseline into the one to store.
 
 Cadence: each persona is refreshed at most every ``refresh_interval_s`` (after a failure:
@@ -97,7 +98,7 @@ class BaselineSettings:
 
     url: str | None = None
     """Prometheus base URL, e.g. ``http://prometheus-server.monitoring:9090``. ``None`` or empty: feature off.
-    A trailing slash is ignored (the original's ``//api/v1/query`` is not reproduced)."""
+    A trailing slash is ignored (queries go to ``<url>/api/v1/query``, never ``<url>//api/v1/query``)."""
     timeout_s: float = 10.0
     """Per query: the HTTP timeout and the limit on waiting for the worker thread."""
     refresh_interval_s: float = 600.0

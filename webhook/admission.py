@@ -1,10 +1,9 @@
 """The admission review: an AdmissionReview body in, an HTTP status and an AdmissionReview body out.
 
 Pure and synchronous (no I/O; the personas and namespace modes come from lookups over informer caches),
-so the same function is served over HTTPS, fuzzed and benchmarked. Behaviour: ``shared/spec/operator.md``
-§3.3 (intended behaviour) and §3.5 (wire format), with the checks of the **shared persona rules**
-(:mod:`dorgu.domain.rules`) instead of the original's reduced webhook set, so the webhook and the
-controller agree on every Deployment.
+so the same function is served over HTTPS, fuzzed and benchmarked. It checks a Deployment with the
+**shared persona rules** (:mod:`dorgu.domain.rules`) — every one of them, not a reduced webhook set — so
+the webhook and the controller agree on every Deployment.
 
 Rules this module keeps:
 
@@ -13,7 +12,7 @@ Rules this module keeps:
   answered with HTTP 400 and an AdmissionReview whose ``response.status`` (code 400, no reason) says what
   is wrong. An unexpected exception (a bug) is HTTP 500, so the API server applies the configured
   ``failurePolicy`` (``Ignore`` in advisory, ``Fail`` in enforcing mode) — never a denial that looks
-  deliberate (the original's ``allowed: false, code 500`` on every request, §3.4).
+  deliberate (``allowed: false`` with code 500).
 * **DELETE and CONNECT are allowed** (``no opinion on delete/connect``) without looking at the object.
 * **kube-system is never checked** (1.20 has no ``kubernetes.io/metadata.name`` label to exclude it in the
   configuration's namespaceSelector).
@@ -77,7 +76,8 @@ class Mode(enum.StrEnum):
 
 
 def parse_mode(value: str, *, what: str = "--webhook-mode") -> Mode:
-    """``advisory`` or ``enforcing``; anything else is an error (the original silently meant advisory)."""
+    """``advisory`` or ``enforcing`` (any case, surrounding blanks ignored); anything else is an error, never
+    a silent advisory."""
     try:
         return Mode(value.strip().lower())
     except ValueError:
