@@ -166,7 +166,7 @@ def test_table_shows_printer_columns(kube: HarnessClient, applied: list[dict[str
 
 
 def test_nodes_column_is_the_node_count(kube: HarnessClient, applied: list[dict[str, Any]]) -> None:
-    """The original printed `.status.resourceSummary.totalPods` as Nodes [BUG]; ours prints the node count."""
+    """The Nodes column prints `.status.nodeCount`, never `.status.resourceSummary.totalPods`."""
     cp = kube.get(f"{CP}/local")
     cp["status"] = {"phase": "Ready", "nodeCount": 3, "resourceSummary": {"totalPods": 330}}
     kube.put(f"{CP}/local/status", cp)

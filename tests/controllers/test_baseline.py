@@ -214,7 +214,7 @@ def test_learned_figures_equal_the_synthetic_data(prometheus: PrometheusServer) 
     worst = max(_assert_close(web, want_web), _assert_close(admin, want_admin))
     print(f"\nlargest relative difference Prometheus vs Python: {worst:.3g}")
 
-    # formatted: the same strings as the oracle's figures, in spec §4.3's shapes
+    # formatted: the same strings as the oracle's figures, as format_millicores/format_memory print them
     formatted = asyncio.run(learner.learn(NS, personas, force=True))
     assert formatted["shop/web"] == want_web.values().to_resource_baseline()
     assert formatted["shop/web-admin"] == want_admin.values().to_resource_baseline()

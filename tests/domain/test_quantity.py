@@ -1,4 +1,4 @@
-"""Kubernetes quantities: spec Appendix C (parsing, comparison, canonical form) and §4.3 formatters."""
+"""Kubernetes quantities: apimachinery's parsing, comparison and canonical form; the baseline formatters."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from dorgu.domain.quantity import (
     sum_quantities,
 )
 
-# --------------------------------------------------------------------------- Appendix C
+# --------------------------------------------------------------------------- apimachinery's Quantity
 
 
 @pytest.mark.parametrize(
@@ -302,7 +302,7 @@ def test_from_value() -> None:
         Quantity.from_value(1.5)  # type: ignore[arg-type]
 
 
-# --------------------------------------------------------------------------- §4.3 formatters
+# --------------------------------------------------------------------------- baseline formatters
 
 
 @pytest.mark.parametrize(

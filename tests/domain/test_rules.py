@@ -1,4 +1,4 @@
-"""The persona rules (spec §2.3): each fires and stays silent on the right inputs, with the exact strings."""
+"""The persona rules: each fires and stays silent on the right inputs, with the exact strings."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ PERSONA: dict[str, Any] = {
 
 
 def persona(**overrides: Any) -> ApplicationPersonaSpec:
-    """The shipped sample persona (spec §1.3), with top-level keys replaced (None removes one)."""
+    """The shipped sample persona (deploy/samples/), with top-level keys replaced (None removes one)."""
     doc = copy.deepcopy(PERSONA)
     for key, value in overrides.items():
         if value is None:
@@ -473,7 +473,8 @@ def test_security_policy_switches() -> None:
 
 
 def test_appendix_a_example() -> None:
-    """Spec Appendix A: only a missing pod-level runAsNonRoot and readOnlyRootFilesystem."""
+    """A worked example — an nginx persona with the default security policies and a plain nginx Deployment:
+    only a missing pod-level runAsNonRoot and readOnlyRootFilesystem."""
     p = msgspec.convert(
         {"name": "nginx", "type": "web", "policies": {"security": {}}}, ApplicationPersonaSpec
     )

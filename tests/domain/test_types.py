@@ -76,7 +76,8 @@ SERVER_META = {
     ],
 }
 
-# Appendix A of the operator spec, as JSON (plus the additions: observedGeneration, issue.deployment).
+# A worked example: an nginx persona's status, Degraded by one error and one warning, as JSON (with a
+# condition's observedGeneration and an issue's deployment).
 APPENDIX_A_AP_STATUS: dict[str, Any] = {
     "phase": "Degraded",
     "lastUpdated": "2026-02-15T10:00:00Z",

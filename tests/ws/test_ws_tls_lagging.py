@@ -121,7 +121,7 @@ def test_wss_with_the_ca_trusted_subscribes_and_requests(
             rv = patched["metadata"]["resourceVersion"]
             await until(lambda: state() == {f"{ns}/shop": rv}, f"the update (rv {rv}) over wss")
 
-        # The JSON framing of the original CLI over TLS, with an aiohttp client that trusts the CA.
+        # JSON framing (no subprotocol offered) over TLS, with an aiohttp client that trusts the CA.
         ctx = ssl.create_default_context(cafile=str(servers.ca_file))
         async with aiohttp.ClientSession() as s, s.ws_connect(servers.wss, ssl=ctx) as ws:
             await ws.send_str(json.dumps({"type": "request", "topic": "personas", "requestId": "r1",
