@@ -51,7 +51,21 @@ class Resource:
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
+# The built-in kinds this code base reads or writes: each one is declared here once, never per module.
+
 NAMESPACES = Resource(group="", version="v1", plural="namespaces", kind="Namespace", namespaced=False)
+NODES = Resource(group="", version="v1", plural="nodes", kind="Node", namespaced=False)
+PODS = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
 CONFIGMAPS = Resource(group="", version="v1", plural="configmaps", kind="ConfigMap", namespaced=True)
+SECRETS = Resource(group="", version="v1", plural="secrets", kind="Secret", namespaced=True)
 EVENTS = Resource(group="", version="v1", plural="events", kind="Event", namespaced=True)
+DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
+STATEFULSETS = Resource(
+    group="apps", version="v1", plural="statefulsets", kind="StatefulSet", namespaced=True
+)
+DAEMONSETS = Resource(group="apps", version="v1", plural="daemonsets", kind="DaemonSet", namespaced=True)
 LEASES = Resource(group="coordination.k8s.io", version="v1", plural="leases", kind="Lease", namespaced=True)
+VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
+    group="admissionregistration.k8s.io", version="v1", plural="validatingwebhookconfigurations",
+    kind="ValidatingWebhookConfiguration", namespaced=False,
+)  # fmt: skip
