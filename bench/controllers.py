@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 from controllers.argocd import ArgoCDReconciler, ArgoCDSettings  # noqa: E402
 from controllers.clusterpersona import ClusterPersonaReconciler, ClusterPersonaSettings  # noqa: E402
+from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS  # noqa: E402
 from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient  # noqa: E402
 from dorgu.runtime.client import ApiClient  # noqa: E402
 from dorgu.runtime.informer import Handlers, Informer  # noqa: E402
@@ -57,12 +58,6 @@ from tests.controllers.test_clusterpersona import make_node  # noqa: E402
 from tests.runtime.kit import LoopThread  # noqa: E402
 
 CRDS = tuple(sorted((ROOT / "deploy" / "crds").glob("*.yaml")))
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-CLUSTER_PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
-)
 NS, APPS_NS, CLUSTER = "bench-argo", "bench-argo-apps", "bench"
 WAIT_S = 120.0
 """How long one trial may take before the bench gives up: a hang guard."""
@@ -180,7 +175,7 @@ def bench_argocd(cp: ControlPlane, kube: HarnessClient, trials: int) -> dict[str
     )
     lat: list[float] = []
     with (
-        watching(cp, PERSONAS, PersonaView, seen),
+        watching(cp, APPLICATION_PERSONAS, PersonaView, seen),
         running(cp, lambda m: ArgoCDReconciler(manager=m, settings=ArgoCDSettings())) as r,
     ):
         for i in range(trials + 1):  # the first is the warm-up (caches filling, first write)

@@ -35,21 +35,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cli.bench.workload import DEPLOYMENTS, PERSONAS, deployment, gather_bounded, persona  # noqa: E402
+from cli.bench.workload import deployment, gather_bounded, persona  # noqa: E402
+from dorgu.domain.resources import APPLICATION_PERSONAS  # noqa: E402
 from dorgu.domain.types import ApplicationPersona  # noqa: E402
 from dorgu.envtest import ControlPlane, ControlPlaneSettings  # noqa: E402
 from dorgu.runtime.client import ApiClient  # noqa: E402
 from dorgu.runtime.informer import Handlers, Informer  # noqa: E402
-from dorgu.runtime.resource import NAMESPACES  # noqa: E402
+from dorgu.runtime.resource import DEPLOYMENTS, NAMESPACES  # noqa: E402
 
-__all__ = ["DEPLOYMENTS", "PERSONAS", "deployment", "gather_bounded", "persona"]
+__all__ = ["deployment", "gather_bounded", "persona"]
 NS = "bench"
 
 
 async def seed(client: ApiClient, n: int) -> None:
     await client.create(NAMESPACES, {"metadata": {"name": NS}})
     await client.create(NAMESPACES, {"metadata": {"name": "dorgu-system"}})
-    await gather_bounded([client.create(PERSONAS, persona(i), namespace=NS) for i in range(n)])
+    await gather_bounded([client.create(APPLICATION_PERSONAS, persona(i), namespace=NS) for i in range(n)])
     await gather_bounded([client.create(DEPLOYMENTS, deployment(i, "app:1"), namespace=NS) for i in range(n)])
     available = {"type": "Available", "status": "True", "reason": "KubeletStandIn"}
     status = {
@@ -123,7 +124,7 @@ async def run(n: int, workers: int = 16) -> dict[str, Any]:
             await seed(client, n)
             seed_s = time.monotonic() - t
             watcher: Informer[ApplicationPersona] = Informer(
-                client, PERSONAS, item_type=ApplicationPersona, namespace=NS
+                client, APPLICATION_PERSONAS, item_type=ApplicationPersona, namespace=NS
             )
             progress = Progress(watcher, n)
             wtask = asyncio.create_task(watcher.run())

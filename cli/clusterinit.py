@@ -27,14 +27,11 @@ from cli.errors import Failure, InputError
 from cli.generator.yamlio import dump
 from cli.output import Output
 from dorgu.domain import types as t
+from dorgu.domain.resources import CLUSTER_PERSONAS
 from dorgu.runtime.errors import ApiError
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import Resource
 
 ENVIRONMENTS = ("development", "staging", "production", "sandbox")
-CLUSTER_PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
-)
 
 
 def cluster_persona(name: str, environment: str) -> t.ClusterPersona:

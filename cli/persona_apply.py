@@ -39,14 +39,12 @@ from cli.generator.yamlio import dump
 from cli.output import Output
 from cli.pipeline import prepare
 from cli.spinner import Spinner
+from dorgu.domain.resources import APPLICATION_PERSONAS
 from dorgu.domain.types import ApplicationPersona
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.errors import ApiError, Invalid, NotFound
-from dorgu.runtime.resource import NAMESPACES, Resource
+from dorgu.runtime.resource import NAMESPACES
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
 _DROP_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -110,13 +108,15 @@ async def _apply(
         out.success(f"Namespace {ns} created")
     name = body["metadata"]["name"]
     try:
-        before = msgspec.json.decode(await client.request("GET", PERSONAS.path(namespace=ns, name=name)))
+        before = msgspec.json.decode(
+            await client.request("GET", APPLICATION_PERSONAS.path(namespace=ns, name=name))
+        )
     except NotFound:
         before = None
     params = {"fieldManager": kube.FIELD_MANAGER, "force": "true"} | ({"dryRun": "All"} if dry_run else {})
     raw = await client.request(
         "PATCH",
-        PERSONAS.path(namespace=ns, name=name),
+        APPLICATION_PERSONAS.path(namespace=ns, name=name),
         params=params,
         body=body,
         content_type="application/apply-patch+yaml",

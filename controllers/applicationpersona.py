@@ -35,19 +35,21 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
-from dorgu.domain.health import DesiredCondition, assess, set_conditions, status_time
+from dorgu.domain.health import assess
 from dorgu.domain.kube import Deployment
 from dorgu.domain.recommendations import recommend
+from dorgu.domain.resources import APP_LABEL, APPLICATION_PERSONAS, NAME_LABEL
 from dorgu.domain.rules import matching_deployments
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ApplicationPersonaStatus, DeploymentTracking
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, status_time
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import Condition
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import DEPLOYMENTS
 
 if TYPE_CHECKING:  # imported lazily below: prometheus-api-client costs ~70 ms of every child's start-up
     from controllers.baseline import BaselineLearner, BaselineOutcome
@@ -68,14 +70,8 @@ CONDITION_TYPES = ("Ready", "Validated", "BaselineLearned")
 NAME = "applicationpersona"
 LEASE_NAME = "dorgu-applicationpersona"
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
-
 BY_SPEC_NAME = "spec-name"
 BY_APP_LABEL = "app-label"
-NAME_LABEL = "app.kubernetes.io/name"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +127,7 @@ def _persona_index(p: ApplicationPersona) -> list[str]:
 
 def _deployment_index(d: Deployment) -> list[str]:
     labels = d.metadata.labels or {}
-    return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get("app")} if v]
+    return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get(APP_LABEL)} if v]
 
 
 class ApplicationPersonaReconciler:
@@ -152,7 +148,7 @@ class ApplicationPersonaReconciler:
         self.clock = clock or manager.clock
         self.rng = rng or random.Random()
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            PERSONAS,
+            APPLICATION_PERSONAS,
             ApplicationPersona,
             namespace=settings.watch_namespace,
             indexers={BY_SPEC_NAME: _persona_index},
@@ -242,7 +238,7 @@ class ApplicationPersonaReconciler:
             "status": msgspec.to_builtins(new),
         }
         answer: _RVOnly = await self.m.client.apply(
-            PERSONAS,
+            APPLICATION_PERSONAS,
             body,
             name=req.name,
             namespace=req.namespace,
@@ -345,7 +341,7 @@ class ApplicationPersonaReconciler:
             "status": status,
         }
         await self.m.client.apply(
-            PERSONAS, body, name=name, namespace=ns, field_manager=BASELINE_FIELD_MANAGER,
+            APPLICATION_PERSONAS, body, name=name, namespace=ns, field_manager=BASELINE_FIELD_MANAGER,
             subresource="status", decode=False,
         )  # fmt: skip
         return True
@@ -366,7 +362,9 @@ class ApplicationPersonaReconciler:
         conditions = a.conditions
         baseline_cond = self._baseline_conditions.get(f"{persona.metadata.namespace}/{persona.metadata.name}")
         if baseline_cond is not None:
-            conditions, _ = set_conditions(conditions, [baseline_cond], now, observed_generation=gen)
+            conditions, _ = set_status_conditions(
+                conditions, [baseline_cond], now=now, observed_generation=gen
+            )
         tracking = a.deployments
         if tracking is None and old.deployments and old.deployments.current is not None:
             # Pending path: the original leaves status.deployments alone; under SSA: re-send it.
@@ -393,7 +391,7 @@ class ApplicationPersonaReconciler:
     ) -> None:
         if self.events is None:
             return
-        ref = ObjectReference.of(persona, resource=PERSONAS)
+        ref = ObjectReference.of(persona, resource=APPLICATION_PERSONAS)
         was = old.validation.passed if old.validation else None
         now_passed = new.validation.passed if new.validation else None
         if was is not False and now_passed is False:

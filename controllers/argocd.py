@@ -36,6 +36,7 @@ import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
 from dorgu.domain.kube import ArgoApplication
+from dorgu.domain.resources import APP_LABEL, APPLICATION_PERSONAS, NAME_LABEL
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ArgoCDStatus
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
@@ -52,9 +53,6 @@ FIELD_MANAGER = "dorgu-argocd"
 NAME = "argocd"
 LEASE_NAME = "dorgu-argocd"
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
 APPLICATIONS = Resource(
     group="argoproj.io", version="v1alpha1", plural="applications", kind="Application", namespaced=True
 )
@@ -78,7 +76,7 @@ class ArgoCDSettings:
 def app_name(app: ArgoApplication) -> str:
     """Label ``app.kubernetes.io/name``, else label ``app``, else ``metadata.name`` (empty values skipped)."""
     labels = app.metadata.labels or {}
-    return labels.get("app.kubernetes.io/name") or labels.get("app") or app.metadata.name or ""
+    return labels.get(NAME_LABEL) or labels.get(APP_LABEL) or app.metadata.name or ""
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -137,7 +135,7 @@ class ArgoCDReconciler:
         self.events = events
         self.clock = clock or manager.clock
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            PERSONAS,
+            APPLICATION_PERSONAS,
             ApplicationPersona,
             indexers={
                 BY_NS_NAME: lambda p: [f"{p.metadata.namespace}/{p.spec.name}"],
@@ -261,7 +259,8 @@ class ArgoCDReconciler:
         if self.events is not None and len(bound) > 1:
             others = ", ".join(f"{a.metadata.namespace}/{a.metadata.name}" for a in bound[1:])
             self.events.record(
-                ObjectReference.of(persona, resource=PERSONAS), type="Warning", reason="MultipleApplications",
+                ObjectReference.of(persona, resource=APPLICATION_PERSONAS),
+                type="Warning", reason="MultipleApplications",
                 message=f"Showing Application {bound[0].metadata.namespace}/{bound[0].metadata.name}; "
                 f"also bound: {others}",
             )  # fmt: skip
@@ -270,8 +269,8 @@ class ArgoCDReconciler:
     async def _write(self, req: Request, body: dict[str, Any], *, clear: bool) -> None:
         try:
             await self.m.client.apply(
-                PERSONAS, body, name=req.name, namespace=req.namespace, field_manager=FIELD_MANAGER,
-                subresource="status", decode=False,
+                APPLICATION_PERSONAS, body, name=req.name, namespace=req.namespace,
+                field_manager=FIELD_MANAGER, subresource="status", decode=False,
             )  # fmt: skip
         except Invalid:
             if not clear:
@@ -279,8 +278,9 @@ class ArgoCDReconciler:
             # Nothing but argoCD in the status: the server refuses to leave ``status`` empty (null) after
             # the apply. Remove the field with a JSON patch instead (guarded: only while it is ours).
             await self.m.client.patch(
-                PERSONAS, req.name, [{"op": "remove", "path": "/status/argoCD"}], namespace=req.namespace,
-                patch_type="json", subresource="status", field_manager=FIELD_MANAGER, decode=False,
+                APPLICATION_PERSONAS, req.name, [{"op": "remove", "path": "/status/argoCD"}],
+                namespace=req.namespace, patch_type="json", subresource="status", field_manager=FIELD_MANAGER,
+                decode=False,
             )  # fmt: skip
 
 

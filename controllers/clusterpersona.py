@@ -1,6 +1,6 @@
 """The ClusterPersona controller ("Cluster Soul"): a picture of the cluster in every ClusterPersona's status.
 
-Behaviour: ``shared/spec/operator.md`` §6 (heuristics in :mod:`controllers.discovery`), with the original's
+Behaviour: ``shared/spec/operator.md`` §6 (heuristics in :mod:`dorgu.domain.discovery`), with the original's
 bugs fixed (§10.2 items 6–8, 14):
 
 * **Triggers.** ClusterPersona events whose generation changed (its own status writes do not wake it), a
@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
-from controllers import discovery
 from controllers.component import drop_managed_fields, run_controller
-from dorgu.domain.health import status_time
+from dorgu.domain import discovery
 from dorgu.domain.kube import Namespace, Node
+from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS
 from dorgu.domain.types import (
     API_VERSION,
     ClusterPersona,
@@ -42,13 +42,14 @@ from dorgu.domain.types import (
 )
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.conditions import set_status_conditions, status_time
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.errors import AlreadyExists
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import NAMESPACES, Resource
+from dorgu.runtime.resource import DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PODS, STATEFULSETS, Resource
 
 log = logging.getLogger("dorgu.clusterpersona")
 
@@ -56,24 +57,10 @@ FIELD_MANAGER = "dorgu-clusterpersona"
 NAME = "clusterpersona"
 LEASE_NAME = "dorgu-clusterpersona"
 
-CLUSTER_PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
-)
-APP_PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-NODES = Resource(group="", version="v1", plural="nodes", kind="Node", namespaced=False)
-PODS = Resource(group="", version="v1", plural="pods", kind="Pod", namespaced=True)
-
-
-def _apps(plural: str, kind: str) -> Resource:
-    return Resource(group="apps", version="v1", plural=plural, kind=kind, namespaced=True)
-
-
 WORKLOADS: tuple[tuple[str, Resource], ...] = (
-    ("Deployment", _apps("deployments", "Deployment")),
-    ("StatefulSet", _apps("statefulsets", "StatefulSet")),
-    ("DaemonSet", _apps("daemonsets", "DaemonSet")),
+    ("Deployment", DEPLOYMENTS),
+    ("StatefulSet", STATEFULSETS),
+    ("DaemonSet", DAEMONSETS),
     ("Pod", PODS),
 )
 OWN_CONDITIONS = ("Discovered", "Healthy")
@@ -222,7 +209,7 @@ class ClusterPersonaReconciler:
         namespaces, running, personas, version, workloads = await asyncio.gather(
             step("namespaces", self.m.client.list_all(NAMESPACES, type=Namespace)),
             step("pods", self.m.client.list_all(PODS, type=_MetaOnly, field_selector="status.phase=Running")),
-            step("applicationPersonas", self.m.client.list_all(APP_PERSONAS, type=_MetaOnly)),
+            step("applicationPersonas", self.m.client.list_all(APPLICATION_PERSONAS, type=_MetaOnly)),
             step("version", self.m.client.server_version()),
             step("addons", self._workloads()),
         )
@@ -261,12 +248,12 @@ class ClusterPersonaReconciler:
             kubernetes_version=kube_version,
             platform=discovery.detect_platform(raw_nodes),
             application_count=app_count,
-            conditions=discovery.set_conditions(
+            conditions=set_status_conditions(
                 [c for c in (old.conditions or []) if c.type in OWN_CONDITIONS],
                 conds,
                 now=now,
                 observed_generation=gen,
-            ),
+            )[0],
         )
 
     async def _workloads(self) -> list[discovery.Workload]:

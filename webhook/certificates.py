@@ -37,11 +37,10 @@ from dorgu.runtime import metrics
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.errors import AlreadyExists, Conflict, NotFound
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import SECRETS
 
 log = logging.getLogger("dorgu.webhook.certs")
 
-SECRETS = Resource(group="", version="v1", plural="secrets", kind="Secret", namespaced=True)
 STAGED_AT_ANNOTATION = "dorgu.io/ca-staged-at"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

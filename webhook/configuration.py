@@ -36,15 +36,11 @@ import msgspec
 from certs.rotation import bundle_pem, merge_bundles, parse_bundle
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.errors import AlreadyExists, Conflict, NotFound
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import VALIDATING_WEBHOOK_CONFIGURATIONS
 from webhook.admission import Mode
 
 log = logging.getLogger("dorgu.webhook.configuration")
 
-VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
-    group="admissionregistration.k8s.io", version="v1", plural="validatingwebhookconfigurations",
-    kind="ValidatingWebhookConfiguration", namespaced=False,
-)  # fmt: skip
 OPT_IN_LABEL = "dorgu.io/validate"
 MODE_LABEL = "dorgu.io/webhook-mode"
 PATH = "/validate-deployment"

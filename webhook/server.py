@@ -36,23 +36,21 @@ from aiohttp import web
 
 from certs.rotation import RotationPolicy, ServingMaterial, next_due
 from dorgu.domain.kube import Namespace
+from dorgu.domain.resources import APPLICATION_PERSONAS
 from dorgu.domain.types import ApplicationPersona
 from dorgu.runtime import metrics
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import NAMESPACES, Resource
+from dorgu.runtime.resource import NAMESPACES, SECRETS
 from webhook.admission import Mode, Reviewer, parse_mode
-from webhook.certificates import SECRET_SELECTOR, SECRETS, CertificateStore, Secret, TlsReloader
+from webhook.certificates import SECRET_SELECTOR, CertificateStore, Secret, TlsReloader
 from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
 
 log = logging.getLogger("dorgu.webhook")
 
 NAME = "webhook"
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
 BY_SPEC_NAME = "spec-name"
 MAX_BODY_BYTES = 7 * 1024 * 1024
 """controller-runtime's limit: big enough for an UPDATE review carrying ``object`` and ``oldObject``."""
@@ -211,7 +209,10 @@ class WebhookServer:
         self.settings = settings
         self._set_ready = set_ready
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            PERSONAS, ApplicationPersona, indexers={BY_SPEC_NAME: _persona_index}, transform=_slim_persona
+            APPLICATION_PERSONAS,
+            ApplicationPersona,
+            indexers={BY_SPEC_NAME: _persona_index},
+            transform=_slim_persona,
         )
         self.namespaces: Informer[Namespace] = manager.informer(
             NAMESPACES, Namespace, transform=_slim_namespace

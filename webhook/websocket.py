@@ -34,6 +34,7 @@ from aiohttp import WSMsgType, web
 
 from dorgu.domain import protocol as p
 from dorgu.domain.kube import Deployment
+from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS
 from dorgu.domain.rules import deployment_app_name, error_count, validate
 from dorgu.domain.types import ApplicationPersona, ClusterPersona
 from dorgu.runtime.component import ComponentContext
@@ -41,21 +42,14 @@ from dorgu.runtime.errors import ApiError
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
 from webhook.ws_auth import Authenticator, AuthSettings, Unauthenticated, User
 from webhook.ws_hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
 
 log = logging.getLogger("dorgu.websocket")
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-CLUSTERPERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="clusterpersonas", kind="ClusterPersona", namespaced=False
-)
-EVENTS = Resource(group="", version="v1", plural="events", kind="Event", namespaced=True)
-EVENTS_FIELD_SELECTOR = "involvedObject.kind=ApplicationPersona"
+EVENTS_FIELD_SELECTOR = f"involvedObject.kind={APPLICATION_PERSONAS.kind}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,10 +233,10 @@ class WebSocketServer:
             manager.client, AuthSettings(mode=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s)
         )
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            PERSONAS, ApplicationPersona, transform=_slim
+            APPLICATION_PERSONAS, ApplicationPersona, transform=_slim
         )
         self.clusters: Informer[ClusterPersona] = manager.informer(
-            CLUSTERPERSONAS, ClusterPersona, transform=_slim
+            CLUSTER_PERSONAS, ClusterPersona, transform=_slim
         )
         # Events need a field selector, which Manager.informer does not take: run it as a runnable.
         self.events: Informer[KubeEvent] = Informer(

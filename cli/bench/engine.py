@@ -28,11 +28,12 @@ import msgspec
 from cli.bench import workload as w
 from cli.bench.progress import ProgressBar
 from cli.errors import Failure, InputError
+from dorgu.domain.resources import APPLICATION_PERSONAS
 from dorgu.runtime.client import ApiClient, ssl_context
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.errors import ApiError, NotFound
 from dorgu.runtime.informer import Handlers
-from dorgu.runtime.resource import NAMESPACES
+from dorgu.runtime.resource import DEPLOYMENTS, LEASES, NAMESPACES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIELD_MANAGER = "dorgu-bench"
@@ -264,7 +265,7 @@ class Bench:
 
     async def _change(self, name: str, image: str) -> None:
         await self.client.patch(
-            w.DEPLOYMENTS, name, w.image_patch(image), namespace=self.ns, patch_type="strategic",
+            DEPLOYMENTS, name, w.image_patch(image), namespace=self.ns, patch_type="strategic",
             field_manager=FIELD_MANAGER, decode=False,
         )  # fmt: skip
 
@@ -435,7 +436,7 @@ class Bench:
         """A tight loop of status applies (PATCH application/apply-patch+yaml on ``/status``), the request
         the operator makes, against the same server with the same watchers (operator and bench) attached."""
         names = sorted(p.metadata.name or "" for p in self.personas.store.list())
-        sample = await self.client.get(w.PERSONAS, names[0], namespace=self.ns)
+        sample = await self.client.get(APPLICATION_PERSONAS, names[0], namespace=self.ns)
         status = dict(sample.get("status") or {}) if isinstance(sample, dict) else {}
         status.pop("recommendations", None)
         size = len(json.dumps({"status": status}))
@@ -551,7 +552,7 @@ async def other_controller(client: ApiClient) -> str | None:
     """The holder of a live ``dorgu-applicationpersona`` Lease in ``dorgu-system``, if any (its writes to the
     bench's personas would be counted too)."""
     try:
-        lease = await client.get(w.LEASES, "dorgu-applicationpersona", namespace="dorgu-system")
+        lease = await client.get(LEASES, "dorgu-applicationpersona", namespace="dorgu-system")
     except (ApiError, NotFound):
         return None
     spec = lease.get("spec", {}) if isinstance(lease, dict) else {}

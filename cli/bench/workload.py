@@ -16,16 +16,12 @@ from typing import Any
 
 import msgspec
 
+from dorgu.domain.resources import APPLICATION_PERSONAS
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import DEPLOYMENTS
 
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
-LEASES = Resource(group="coordination.k8s.io", version="v1", plural="leases", kind="Lease", namespaced=True)
 FIRST_IMAGE = "app:1"
 
 
@@ -97,7 +93,7 @@ async def seed(
             progress(done)
 
     await gather_bounded(
-        [counted(client.create(PERSONAS, persona(i), namespace=namespace)) for i in range(n)]
+        [counted(client.create(APPLICATION_PERSONAS, persona(i), namespace=namespace)) for i in range(n)]
     )
     await gather_bounded(
         [
@@ -192,7 +188,11 @@ def _drop_managed_fields(obj: Any) -> Any:
 
 def persona_informer(client: ApiClient, namespace: str) -> Informer[PersonaView]:
     return Informer(
-        client, PERSONAS, item_type=PersonaView, namespace=namespace, transform=_drop_managed_fields
+        client,
+        APPLICATION_PERSONAS,
+        item_type=PersonaView,
+        namespace=namespace,
+        transform=_drop_managed_fields,
     )
 
 

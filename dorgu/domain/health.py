@@ -36,31 +36,32 @@ Conditions (§2.5 and §2.2 step 4), ``(status, reason, message)``:
   found``; none → ``True``/``Passed``/``All validations passed``; no Deployment →
   ``True``/``Skipped``/``No Deployment to validate``.
 
-:func:`set_condition` has upstream ``meta.SetStatusCondition`` semantics (the spec's [PY]
-recommendation, fixing §10 item 8): a new type is appended (``Ready`` before ``Validated``); an
+:func:`assess` sets them with :func:`dorgu.runtime.conditions.set_status_conditions` (the rules of
+upstream ``meta.SetStatusCondition``): a new type is appended (``Ready`` before ``Validated``); an
 existing one gets its reason, message and ``observedGeneration`` refreshed whenever they change,
 and its ``lastTransitionTime`` moves only when its ``status`` changes.
 
 Timestamps written are ``now`` converted to UTC and truncated to whole seconds (``metav1.Time``
-precision), so re-reading what the server stored compares equal.
+precision, :func:`dorgu.runtime.conditions.status_time`), so re-reading what the server stored compares
+equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-
-import msgspec
+from datetime import datetime
 
 from dorgu.domain.kube import Deployment
-from dorgu.domain.rules import NAME_LABEL, Finding, error_count, evaluate
+from dorgu.domain.resources import NAME_LABEL
+from dorgu.domain.rules import Finding, error_count, evaluate
 from dorgu.domain.types import (
     ApplicationPersonaSpec,
     DeploymentTracking,
     HealthStatus,
     ValidationStatus,
 )
+from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, status_time
 from dorgu.runtime.meta import Condition
 
 __all__ = [
@@ -75,16 +76,12 @@ __all__ = [
     "PHASE_FAILED",
     "PHASE_PENDING",
     "Assessment",
-    "DesiredCondition",
     "aggregate_health",
     "assess",
     "deployment_health",
     "derive_phase",
     "pending_conditions",
     "ready_condition",
-    "set_condition",
-    "set_conditions",
-    "status_time",
     "validated_condition",
 ]
 
@@ -104,13 +101,6 @@ CONDITION_VALIDATED = "Validated"
 _NO_DEPLOYMENT_HEALTH = "No matching Deployment found"
 # Worst-of ranking for several Deployments (see the module docstring).
 _HEALTH_RANK = {HEALTH_HEALTHY: 0, HEALTH_DEGRADED: 1, HEALTH_UNKNOWN: 2, HEALTH_UNHEALTHY: 3}
-
-
-def status_time(now: datetime) -> datetime:
-    """``now`` as written to the status: UTC, truncated to whole seconds (``metav1.Time``)."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC).replace(microsecond=0)
 
 
 # --------------------------------------------------------------------------- health (§2.4)
@@ -163,16 +153,6 @@ def derive_phase(health_status: str, *, has_errors: bool) -> str:
     return PHASE_DEGRADED  # Degraded or Unknown health without errors
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DesiredCondition:
-    """A condition as a reconcile wants it; :func:`set_condition` adds the timestamps."""
-
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str
-
-
 def ready_condition(phase: str) -> DesiredCondition:
     """``Ready`` on the Deployment-found path (§2.5)."""
     if phase == PHASE_ACTIVE:
@@ -199,67 +179,6 @@ def pending_conditions(spec_name: str) -> tuple[DesiredCondition, DesiredConditi
         ),
         DesiredCondition(CONDITION_VALIDATED, "True", "Skipped", "No Deployment to validate"),
     )
-
-
-def set_condition(
-    conditions: Sequence[Condition] | None,
-    new: DesiredCondition,
-    now: datetime,
-    *,
-    observed_generation: int | None = None,
-) -> tuple[list[Condition], bool]:
-    """Set one condition, as upstream ``meta.SetStatusCondition``; returns ``(conditions, changed)``.
-
-    The input is not modified. A missing type is appended with ``lastTransitionTime = now``. An
-    existing one: when ``status`` differs it is updated and ``lastTransitionTime = now``; ``reason``,
-    ``message`` and ``observedGeneration`` are refreshed whenever they differ, without moving
-    ``lastTransitionTime``. ``now`` is truncated to whole seconds (:func:`status_time`).
-    """
-    result = list(conditions or ())
-    for index, existing in enumerate(result):
-        if existing.type != new.type:
-            continue
-        updated = msgspec.structs.replace(
-            existing,
-            status=new.status,
-            reason=new.reason,
-            message=new.message,
-            observed_generation=observed_generation,
-            last_transition_time=(
-                status_time(now) if existing.status != new.status else existing.last_transition_time
-            ),
-        )
-        if updated == existing:
-            return result, False
-        result[index] = updated
-        return result, True
-    result.append(
-        Condition(
-            type=new.type,
-            status=new.status,
-            reason=new.reason,
-            message=new.message,
-            observed_generation=observed_generation,
-            last_transition_time=status_time(now),
-        )
-    )
-    return result, True
-
-
-def set_conditions(
-    conditions: Sequence[Condition] | None,
-    desired: Iterable[DesiredCondition],
-    now: datetime,
-    *,
-    observed_generation: int | None = None,
-) -> tuple[list[Condition], bool]:
-    """:func:`set_condition` for each of ``desired`` in order; ``changed`` if any one changed."""
-    result = list(conditions or ())
-    changed = False
-    for new in desired:
-        result, one_changed = set_condition(result, new, now, observed_generation=observed_generation)
-        changed = changed or one_changed
-    return result, changed
 
 
 # --------------------------------------------------------------------------- one reconcile's status
@@ -307,8 +226,8 @@ def assess(
     ordered = sorted(deployments, key=lambda d: d.metadata.name or "")
     if not ordered:
         # Pending path (§2.2 step 4).
-        new_conditions, _ = set_conditions(
-            conditions, pending_conditions(spec.name), at, observed_generation=generation
+        new_conditions, _ = set_status_conditions(
+            conditions, pending_conditions(spec.name), now=at, observed_generation=generation
         )
         return Assessment(
             phase=PHASE_PENDING,
@@ -324,10 +243,10 @@ def assess(
     errors = error_count(findings)
     health_status, health_message = aggregate_health(ordered)
     phase = derive_phase(health_status, has_errors=errors > 0)
-    new_conditions, _ = set_conditions(
+    new_conditions, _ = set_status_conditions(
         conditions,
         (ready_condition(phase), validated_condition(errors)),
-        at,
+        now=at,
         observed_generation=generation,
     )
     containers = ordered[0].spec.template.spec.containers

@@ -10,7 +10,7 @@ dorgu only passes through or parses itself (Argo CD's ``finishedAt``) stay ``str
 value cannot make the whole object fail to decode.
 """
 
-from typing import ClassVar, TypeAlias
+from typing import TypeAlias
 
 import msgspec
 
@@ -196,10 +196,6 @@ class DeploymentStatus(_Partial, kw_only=True):
 class Deployment(_Partial, kw_only=True):
     """Partial ``apps/v1 Deployment``."""
 
-    API_VERSION: ClassVar[str] = "apps/v1"
-    KIND: ClassVar[str] = "Deployment"
-    PLURAL: ClassVar[str] = "deployments"
-
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: DeploymentSpec = msgspec.field(default_factory=DeploymentSpec)
     status: DeploymentStatus | None = None
@@ -251,10 +247,6 @@ class NodeStatus(_Partial, kw_only=True):
 class Node(_Partial, kw_only=True):
     """Partial ``v1 Node``."""
 
-    API_VERSION: ClassVar[str] = "v1"
-    KIND: ClassVar[str] = "Node"
-    PLURAL: ClassVar[str] = "nodes"
-
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: NodeSpec | None = None
     status: NodeStatus | None = None
@@ -280,10 +272,6 @@ class PodStatus(_Partial, kw_only=True):
 class Pod(_Partial, kw_only=True):
     """Partial ``v1 Pod``."""
 
-    API_VERSION: ClassVar[str] = "v1"
-    KIND: ClassVar[str] = "Pod"
-    PLURAL: ClassVar[str] = "pods"
-
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: PodSpec | None = None
     status: PodStatus | None = None
@@ -295,10 +283,6 @@ class NamespaceStatus(_Partial, kw_only=True):
 
 class Namespace(_Partial, kw_only=True):
     """Partial ``v1 Namespace`` (ClusterPersona namespace summary and add-on detection)."""
-
-    API_VERSION: ClassVar[str] = "v1"
-    KIND: ClassVar[str] = "Namespace"
-    PLURAL: ClassVar[str] = "namespaces"
 
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     status: NamespaceStatus | None = None
@@ -355,10 +339,6 @@ class ArgoApplicationStatus(_Partial, kw_only=True):
 
 class ArgoApplication(_Partial, kw_only=True):
     """Partial ``argoproj.io/v1alpha1 Application``."""
-
-    API_VERSION: ClassVar[str] = "argoproj.io/v1alpha1"
-    KIND: ClassVar[str] = "Application"
-    PLURAL: ClassVar[str] = "applications"
 
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: ArgoApplicationSpec | None = None

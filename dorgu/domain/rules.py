@@ -56,11 +56,10 @@ from collections.abc import Iterable, Mapping
 
 from dorgu.domain.kube import Container, Deployment
 from dorgu.domain.quantity import Quantity, QuantityError, parse_quantity
+from dorgu.domain.resources import APP_LABEL, NAME_LABEL
 from dorgu.domain.types import ApplicationPersonaSpec, ValidationIssue
 
 __all__ = [
-    "APP_LABEL",
-    "NAME_LABEL",
     "SEVERITY_ERROR",
     "SEVERITY_INFO",
     "SEVERITY_WARNING",
@@ -72,9 +71,6 @@ __all__ = [
     "matching_deployments",
     "validate",
 ]
-
-NAME_LABEL = "app.kubernetes.io/name"
-APP_LABEL = "app"
 
 SEVERITY_ERROR = "error"
 SEVERITY_WARNING = "warning"

@@ -18,7 +18,7 @@ objects that never went through an API server (tests, dry runs).
 """
 
 from datetime import datetime
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar
 
 import msgspec
 
@@ -292,10 +292,6 @@ class ApplicationPersonaStatus(_Wire, kw_only=True):
 class ApplicationPersona(_Wire, kw_only=True):
     """``dorgu.io/v1 ApplicationPersona`` (namespaced)."""
 
-    KIND: ClassVar[str] = "ApplicationPersona"
-    PLURAL: ClassVar[str] = "applicationpersonas"
-    NAMESPACED: ClassVar[bool] = True
-
     api_version: str | None = None
     kind: str | None = None
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
@@ -431,10 +427,6 @@ class ClusterPersonaStatus(_Wire, kw_only=True):
 
 class ClusterPersona(_Wire, kw_only=True):
     """``dorgu.io/v1 ClusterPersona`` (cluster-scoped)."""
-
-    KIND: ClassVar[str] = "ClusterPersona"
-    PLURAL: ClassVar[str] = "clusterpersonas"
-    NAMESPACED: ClassVar[bool] = False
 
     api_version: str | None = None
     kind: str | None = None

@@ -14,20 +14,17 @@ import msgspec
 import pytest
 
 from controllers.applicationpersona import ApplicationPersonaReconciler, PersonaSettings
+from dorgu.domain.resources import APPLICATION_PERSONAS
 from dorgu.domain.types import ApplicationPersona
 from dorgu.envtest import ControlPlane, HarnessClient
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.controller import Request
 from dorgu.runtime.manager import Manager
-from dorgu.runtime.resource import Resource
+from dorgu.runtime.resource import DEPLOYMENTS
 from tests.runtime.kit import LoopThread, bounded_gather, wait_until
 
 AP = "/apis/dorgu.io/v1/namespaces/{ns}/applicationpersonas"
 DEP = "/apis/apps/v1/namespaces/{ns}/deployments"
-PERSONAS = Resource(
-    group="dorgu.io", version="v1", plural="applicationpersonas", kind="ApplicationPersona", namespaced=True
-)
-DEPLOYMENTS = Resource(group="apps", version="v1", plural="deployments", kind="Deployment", namespaced=True)
 _ns = itertools.count()
 
 
@@ -300,7 +297,9 @@ def test_settled_personas_cause_no_write_storm(
 
         async def seed() -> None:
             async with ApiClient(control_plane.connection()) as c:
-                await bounded_gather([c.create(PERSONAS, persona(f"p{i}"), namespace=ns) for i in range(n)])
+                await bounded_gather(
+                    [c.create(APPLICATION_PERSONAS, persona(f"p{i}"), namespace=ns) for i in range(n)]
+                )
                 await bounded_gather(
                     [
                         c.create(DEPLOYMENTS, deployment(f"p{i}", replicas=1), namespace=ns)

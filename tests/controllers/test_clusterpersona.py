@@ -15,11 +15,12 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
-from controllers import discovery as d
 from controllers.clusterpersona import ClusterPersonaReconciler, ClusterPersonaSettings
+from dorgu.domain import discovery as d
 from dorgu.domain.kube import Node
 from dorgu.envtest import ControlPlane, HarnessClient
 from dorgu.envtest.http import ApiError
+from dorgu.runtime.conditions import DesiredCondition, set_status_conditions
 from tests.controllers import cp_kit
 from tests.controllers.cp_kit import running
 
@@ -187,15 +188,21 @@ def test_phase_and_conditions() -> None:
     phase, conds = d.phase_and_conditions([], {"nodes": "boom"})
     assert phase == "Degraded" and conds[0][1:4] == ("False", "NodeDiscoveryFailed", "boom")
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    first = d.set_conditions(
-        None, [("Healthy", "True", "AllNodesReady", "1/1")], now=t0, observed_generation=1
+    first, _ = set_status_conditions(
+        None, [DesiredCondition("Healthy", "True", "AllNodesReady", "1/1")], now=t0, observed_generation=1
     )
-    later = d.set_conditions(
-        first, [("Healthy", "True", "AllNodesReady", "2/2")], now=t0 + timedelta(1), observed_generation=1
+    later, _ = set_status_conditions(
+        first,
+        [DesiredCondition("Healthy", "True", "AllNodesReady", "2/2")],
+        now=t0 + timedelta(1),
+        observed_generation=1,
     )
     assert later[0].message == "2/2" and later[0].last_transition_time == t0
-    flipped = d.set_conditions(
-        later, [("Healthy", "False", "NodesNotReady", "1/2")], now=t0 + timedelta(2), observed_generation=2
+    flipped, _ = set_status_conditions(
+        later,
+        [DesiredCondition("Healthy", "False", "NodesNotReady", "1/2")],
+        now=t0 + timedelta(2),
+        observed_generation=2,
     )
     assert flipped[0].last_transition_time == t0 + timedelta(2)
 

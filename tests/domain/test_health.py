@@ -1,8 +1,8 @@
-"""Health (§2.4), phase and conditions (§2.5), the Pending path (§2.2 step 4) and set_condition."""
+"""Health (§2.4), phase and conditions (§2.5), the Pending path (§2.2 step 4) and setting conditions."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -10,20 +10,21 @@ import pytest
 
 from dorgu.domain.health import (
     Assessment,
-    DesiredCondition,
     aggregate_health,
     assess,
     deployment_health,
     derive_phase,
     pending_conditions,
     ready_condition,
-    set_condition,
-    set_conditions,
-    status_time,
     validated_condition,
 )
 from dorgu.domain.kube import Deployment
 from dorgu.domain.types import ApplicationPersonaSpec, ApplicationPersonaStatus
+from dorgu.runtime.conditions import (
+    DesiredCondition,
+    set_status_condition,
+    set_status_conditions,
+)
 from dorgu.runtime.meta import Condition
 
 T0 = datetime(2026, 2, 15, 10, 0, 0, tzinfo=UTC)
@@ -163,11 +164,13 @@ def test_condition_strings() -> None:
     )
 
 
-# --------------------------------------------------------------------------- set_condition
+# --------------------------------------------------------------------------- setting the conditions
 
 
 def test_set_condition_appends_in_order() -> None:
-    conditions, changed = set_conditions(None, [ready_condition("Active"), validated_condition(0)], T1)
+    conditions, changed = set_status_conditions(
+        None, [ready_condition("Active"), validated_condition(0)], now=T1
+    )
     assert changed
     assert [c.type for c in conditions] == ["Ready", "Validated"]
     assert conditions[0] == Condition(
@@ -181,8 +184,8 @@ def test_set_condition_appends_in_order() -> None:
 
 def test_set_condition_refreshes_the_message_without_a_transition() -> None:
     """§10 item 8: the message changes, the status does not: lastTransitionTime stays."""
-    before, _ = set_condition([], validated_condition(2), T0, observed_generation=1)
-    after, changed = set_condition(before, validated_condition(3), T1, observed_generation=1)
+    before, _ = set_status_condition([], validated_condition(2), now=T0, observed_generation=1)
+    after, changed = set_status_condition(before, validated_condition(3), now=T1, observed_generation=1)
     assert changed
     assert after[0].message == "3 validation error(s) found"
     assert after[0].last_transition_time == T0
@@ -190,8 +193,8 @@ def test_set_condition_refreshes_the_message_without_a_transition() -> None:
 
 
 def test_set_condition_reason_change_without_status_change() -> None:
-    before, _ = set_condition([], DesiredCondition("Ready", "False", "NoDeployment", "x"), T0)
-    after, changed = set_condition(before, ready_condition("Degraded"), T1)
+    before, _ = set_status_condition([], DesiredCondition("Ready", "False", "NoDeployment", "x"), now=T0)
+    after, changed = set_status_condition(before, ready_condition("Degraded"), now=T1)
     assert changed
     assert (after[0].reason, after[0].message, after[0].last_transition_time) == (
         "Issues",
@@ -201,28 +204,28 @@ def test_set_condition_reason_change_without_status_change() -> None:
 
 
 def test_set_condition_status_change_moves_the_transition_time() -> None:
-    before, _ = set_condition([], ready_condition("Degraded"), T0)
-    after, changed = set_condition(before, ready_condition("Active"), T1)
+    before, _ = set_status_condition([], ready_condition("Degraded"), now=T0)
+    after, changed = set_status_condition(before, ready_condition("Active"), now=T1)
     assert changed
     assert after[0].status == "True"
     assert after[0].last_transition_time == T1_WHOLE
 
 
 def test_set_condition_no_change() -> None:
-    before, _ = set_conditions(
-        [], [ready_condition("Active"), validated_condition(0)], T0, observed_generation=2
+    before, _ = set_status_conditions(
+        [], [ready_condition("Active"), validated_condition(0)], now=T0, observed_generation=2
     )
-    after, changed = set_conditions(
-        before, [ready_condition("Active"), validated_condition(0)], T1, observed_generation=2
+    after, changed = set_status_conditions(
+        before, [ready_condition("Active"), validated_condition(0)], now=T1, observed_generation=2
     )
     assert not changed
     assert after == before
 
 
 def test_set_condition_observed_generation() -> None:
-    before, _ = set_condition([], validated_condition(0), T0, observed_generation=1)
+    before, _ = set_status_condition([], validated_condition(0), now=T0, observed_generation=1)
     assert before[0].observed_generation == 1
-    after, changed = set_condition(before, validated_condition(0), T1, observed_generation=2)
+    after, changed = set_status_condition(before, validated_condition(0), now=T1, observed_generation=2)
     assert changed
     assert after[0].observed_generation == 2
     assert after[0].last_transition_time == T0
@@ -232,16 +235,11 @@ def test_set_condition_keeps_other_conditions() -> None:
     foreign = Condition(
         type="BaselineLearned", status="True", reason="Learned", message="ok", last_transition_time=T0
     )
-    conditions, _ = set_conditions([foreign], [ready_condition("Active"), validated_condition(0)], T1)
+    conditions, _ = set_status_conditions(
+        [foreign], [ready_condition("Active"), validated_condition(0)], now=T1
+    )
     assert [c.type for c in conditions] == ["BaselineLearned", "Ready", "Validated"]
     assert conditions[0] is foreign
-
-
-def test_status_time() -> None:
-    assert status_time(T1) == T1_WHOLE
-    assert status_time(datetime(2026, 2, 15, 11, 0, 0, 999, tzinfo=timezone(timedelta(hours=1)))) == T0
-    with pytest.raises(ValueError, match="timezone-aware"):
-        status_time(datetime(2026, 2, 15, 10, 0, 0))
 
 
 # --------------------------------------------------------------------------- assess

@@ -1,19 +1,21 @@
-"""Pure cluster-discovery heuristics of the ClusterPersona controller (no I/O; unit-testable).
+"""Pure cluster-discovery heuristics of the ClusterPersona status (no I/O; unit-testable).
 
-Behaviour: ``shared/spec/operator.md`` §6.3–§6.7 and §6.2 steps 9–10, with the original's bugs fixed:
+The ClusterPersona controller (:mod:`controllers.clusterpersona`) reads the API; this module turns what it
+read into the status fields:
 
-* **Platform** (§6.7, fixed): the label check runs on the **raw** node labels (the original looked at the
-  filtered copy, so only AKS was reachable by label); then the first ``spec.providerID`` (``k3s://`` added);
-  then ``Generic``; ``Unknown`` without nodes. Nodes are looked at in name order, rules in table order, so
-  the result never depends on map iteration order.
-* **Add-ons** (§6.4, fixed): found by their well-known labels on Deployments, StatefulSets and DaemonSets
+* **Nodes**: each Node's readiness, role, capacity, taints and the labels worth keeping.
+* **Platform**: the label check runs on the **raw** node labels (not the filtered copy the status keeps,
+  which would hide most platform labels); then the first ``spec.providerID``; then ``Generic``; ``Unknown``
+  without nodes. Nodes are looked at in name order, rules in table order, so the result never depends on
+  map iteration order.
+* **Add-ons**: found by their well-known labels on Deployments, StatefulSets and DaemonSets
   (bare Pods as a fallback) in **any** namespace. The version comes from ``app.kubernetes.io/version`` or
   from the image tag of the add-on's own container (never a sidecar's); health from the workload's ready
   replicas (all of the add-on's workloads in the namespace where it was found).
-* **Conditions** (§2.5 semantics as upstream ``meta.SetStatusCondition``): the message is always refreshed,
-  ``lastTransitionTime`` moves only when the status changes. A failed discovery step makes
-  ``Discovered=False`` and the phase at least ``Degraded`` instead of being overwritten.
-* **Quantities** are summed and printed with :mod:`dorgu.domain.quantity` (Appendix C).
+* **Phase and conditions**: the desired ``Discovered`` and ``Healthy`` conditions (the caller sets them with
+  :func:`~dorgu.runtime.conditions.set_status_conditions`). A failed discovery step makes
+  ``Discovered=False`` and the phase at least ``Degraded``; it never hides behind a ``Ready``.
+* **Quantities** are summed and printed with :mod:`dorgu.domain.quantity`.
 """
 
 from __future__ import annotations
@@ -21,17 +23,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 import msgspec
 
 from dorgu.domain.kube import Node
 from dorgu.domain.quantity import Format, Quantity, QuantityError, parse_quantity
+from dorgu.domain.resources import APP_LABEL, NAME_LABEL
 from dorgu.domain.types import AddonInfo, NodeInfo, NodeResources, ResourceSummary
-from dorgu.runtime.meta import Condition, ObjectMeta
+from dorgu.runtime.conditions import DesiredCondition
+from dorgu.runtime.meta import ObjectMeta
 
-# --------------------------------------------------------------------------- nodes (§6.3)
+# --------------------------------------------------------------------------- nodes
 
 _KEPT_PREFIXES = (
     "node.kubernetes.io/",
@@ -107,7 +110,7 @@ def node_fingerprint(node: Node) -> tuple[object, ...]:
     )
 
 
-# --------------------------------------------------------------------------- resource summary (§6.5)
+# --------------------------------------------------------------------------- resource summary
 
 
 def quantity_sum(values: Iterable[int | str | None]) -> str:
@@ -144,7 +147,7 @@ def resource_summary(nodes: Sequence[NodeInfo], running_pods: int | None) -> Res
     )
 
 
-# --------------------------------------------------------------------------- platform (§6.7, fixed)
+# --------------------------------------------------------------------------- platform
 
 PLATFORM_LABELS: tuple[tuple[str, str], ...] = (
     ("eks.amazonaws.com", "EKS"),
@@ -186,7 +189,7 @@ def detect_platform(nodes: Sequence[Node]) -> str:
     return "Generic"
 
 
-# --------------------------------------------------------------------------- add-ons (§6.4, fixed)
+# --------------------------------------------------------------------------- add-ons
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,10 +205,10 @@ class AddonRule:
     containers: tuple[str, ...] = ()
     """Names of the add-on's own container, for the image-tag version (sidecars never count)."""
     always: bool = False
-    """Listed (``installed: false``) even when absent, as the original's fixed seven entries."""
+    """Listed (``installed: false``) even when absent: the seven add-ons every status reports on."""
 
 
-N, APP = "app.kubernetes.io/name", "app"
+N, APP = NAME_LABEL, APP_LABEL  # short names: the catalogue below repeats them on every line
 ADDONS: tuple[AddonRule, ...] = (
     AddonRule(
         name="argocd",
@@ -304,7 +307,7 @@ ADDONS: tuple[AddonRule, ...] = (
         containers=("metrics-server",),
     ),
 )
-"""The catalogue: the original's seven (always listed) plus common ones (listed when found)."""
+"""The catalogue: seven add-ons always listed (installed or not) plus common ones listed when found."""
 
 
 def selector_queries(rules: Sequence[AddonRule] = ADDONS) -> list[str]:
@@ -486,7 +489,7 @@ def detect_addons(workloads: Sequence[Workload], rules: Sequence[AddonRule] = AD
 
 
 def node_phase(nodes: Sequence[NodeInfo]) -> str:
-    """§6.2 step 9: empty → Unknown; all Ready → Ready; some → Degraded; none → Unknown."""
+    """No nodes → Unknown; all Ready → Ready; some → Degraded; none Ready → Unknown."""
     ready = sum(1 for n in nodes if n.ready)
     if not nodes or ready == 0:
         return "Unknown"
@@ -495,66 +498,40 @@ def node_phase(nodes: Sequence[NodeInfo]) -> str:
 
 def phase_and_conditions(
     nodes: Sequence[NodeInfo], failures: Mapping[str, str]
-) -> tuple[str, list[tuple[str, str, str, str]]]:
-    """The phase and the ``(type, status, reason, message)`` of Discovered and Healthy.
+) -> tuple[str, list[DesiredCondition]]:
+    """The phase and the desired ``Discovered`` and ``Healthy`` conditions, in that order.
 
     ``failures`` maps a failed step (``nodes``, ``namespaces``, …) to its error text. A failed node
-    discovery gives phase ``Degraded`` (the original overwrote it); any failure makes ``Discovered=False``
-    and a ``Ready`` phase ``Degraded``.
+    discovery gives phase ``Degraded`` (an empty node list read as "no nodes" would be a lie); any failure
+    makes ``Discovered=False`` and a ``Ready`` phase ``Degraded``.
     """
     ready = sum(1 for n in nodes if n.ready)
     counts = f"{ready}/{len(nodes)} nodes ready"
     if "nodes" in failures:
         return "Degraded", [
-            ("Discovered", "False", "NodeDiscoveryFailed", failures["nodes"]),
-            ("Healthy", "Unknown", "NodeDiscoveryFailed", "Nodes could not be listed"),
+            DesiredCondition("Discovered", "False", "NodeDiscoveryFailed", failures["nodes"]),
+            DesiredCondition("Healthy", "Unknown", "NodeDiscoveryFailed", "Nodes could not be listed"),
         ]
     phase = node_phase(nodes)
     if not nodes:
-        healthy = ("Healthy", "Unknown", "NoNodes", "No nodes found")
+        healthy = DesiredCondition("Healthy", "Unknown", "NoNodes", "No nodes found")
     elif phase == "Ready":
-        healthy = ("Healthy", "True", "AllNodesReady", counts)
+        healthy = DesiredCondition("Healthy", "True", "AllNodesReady", counts)
     else:
-        healthy = ("Healthy", "False", "NodesNotReady", counts)
+        healthy = DesiredCondition("Healthy", "False", "NodesNotReady", counts)
     if failures:
         text = "; ".join(f"{step}: {err}" for step, err in sorted(failures.items()))
-        discovered = (
-            "Discovered",
-            "False",
-            "DiscoveryIncomplete",
-            f"Cluster state discovered with errors: {text}",
+        discovered = DesiredCondition(
+            "Discovered", "False", "DiscoveryIncomplete", f"Cluster state discovered with errors: {text}"
         )
         if phase == "Ready":
             phase = "Degraded"
     elif phase == "Ready":
-        discovered = ("Discovered", "True", "DiscoveryComplete", "Cluster state discovered successfully")
+        discovered = DesiredCondition(
+            "Discovered", "True", "DiscoveryComplete", "Cluster state discovered successfully"
+        )
     else:
-        discovered = ("Discovered", "True", "DiscoveryComplete", "Cluster state discovered with issues")
+        discovered = DesiredCondition(
+            "Discovered", "True", "DiscoveryComplete", "Cluster state discovered with issues"
+        )
     return phase, [discovered, healthy]
-
-
-def set_conditions(
-    old: Sequence[Condition] | None,
-    new: Sequence[tuple[str, str, str, str]],
-    *,
-    now: datetime,
-    observed_generation: int | None,
-) -> list[Condition]:
-    """``meta.SetStatusCondition`` semantics: message/reason always refreshed, the transition time only
-    moves when the status changes; conditions of other types are kept, new ones appended in order."""
-    out = list(old or [])
-    for ctype, status, reason, message in new:
-        idx = next((i for i, c in enumerate(out) if c.type == ctype), None)
-        if idx is None:
-            out.append(
-                Condition(type=ctype, status=status, reason=reason, message=message,
-                          last_transition_time=now, observed_generation=observed_generation)
-            )  # fmt: skip
-            continue
-        cur = out[idx]
-        out[idx] = Condition(
-            type=ctype, status=status, reason=reason, message=message,
-            last_transition_time=cur.last_transition_time if cur.status == status else now,
-            observed_generation=observed_generation,
-        )  # fmt: skip
-    return out
