@@ -233,92 +233,90 @@ def run_demo(*, wait: bool) -> int:
     work = Path(tempfile.mkdtemp(prefix="dorgu-demo-"))
     operator: Operator | None = None
     watch: Watch | None = None
+    stack = contextlib.ExitStack()
     try:
         _say("dorgu demo: the whole system on this machine (Ctrl-C stops everything)")
         _step(1, "A local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager 1.20.2)")
-        with ControlPlane(ControlPlaneSettings(crds=tuple(paths.crd_files()))) as cp:
-            _KUBECONFIG[:] = [str(cp.kubeconfig)]
-            kube = cp.client()
+        # Entered on a stack closed last: the control plane stops after the watch and the operator.
+        cp = stack.enter_context(ControlPlane(ControlPlaneSettings(crds=tuple(paths.crd_files()))))
+        _KUBECONFIG[:] = [str(cp.kubeconfig)]
+        kube = cp.client()
+        _say("control plane ready; CRDs installed: applicationpersonas.dorgu.io, clusterpersonas.dorgu.io")
+        for ns, labels in ((SYSTEM_NS, {}), (NS, {"dorgu.io/validate": "true"})):
+            meta = {"name": ns, "labels": labels}
+            kube.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+        _say(f"namespace/{NS} created (label dorgu.io/validate=true: the webhook checks it)")
+
+        _step(2, "dorgu operator: five components, one process each (webhook in advisory mode)")
+        operator = Operator(cp, work / "operator.log")
+        _until(operator.ready, "the operator's /readyz")
+        _say("operator ready: applicationpersona, clusterpersona, argocd (leader-elected), webhook,")
+        _say("  websocket")
+
+        _step(3, "dorgu generate on the sample app (deploy/demo-app)")
+        out = work / APP / "k8s"
+        _show(f"dorgu generate deploy/demo-app -o {APP}/k8s --name {APP} --namespace {NS}",
+              _dorgu("generate", str(APP_DIR), "-o", str(out), "--name", APP, "--namespace", NS),
+              strip=str(work))  # fmt: skip
+
+        _step(4, "dorgu persona apply")
+        _show(f"dorgu persona apply deploy/demo-app -n {NS} --name {APP}",
+              _dorgu("persona", "apply", str(APP_DIR), "-n", NS, "--name", APP))  # fmt: skip
+
+        _step(5, f"dorgu persona watch {APP} -n {NS} (in the background, over the operator's WebSocket)")
+        watch = Watch(operator.ws_url)
+        watch.until(f"{NS}/{APP}")
+        _say(f"[persona watch] following {NS}/{APP}")
+
+        _step(6, "A Deployment that breaks its persona: 1 replica (minimum 2), CPU limit 4 (maximum 1)")
+        dep = yaml.safe_load((out / "deployment.yaml").read_text())
+        bad = json.loads(json.dumps(dep))
+        bad["spec"]["replicas"] = 1
+        bad["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "4"
+        path = f"/apis/apps/v1/namespaces/{NS}/deployments"
+        _say(f"$ kubectl apply -f {APP}/k8s/deployment.yaml   # edited: replicas 1, cpu limit 4")
+        for w in _warnings_of(kube, "POST", path, bad):
+            _say(f"Warning: {w}")
+        _say(f"deployment.apps/{APP} created")
+        _kubelet_stand_in(kube, APP, 1)
+        _until(lambda: (_persona(kube).get("status") or {}).get("validation", {}).get("passed") is False,
+               "the persona to fail validation")  # fmt: skip
+        line = watch.until(f"{NS}/{APP}", "phase=Degraded", "health=Healthy")
+        _say(f"[persona watch] {line}")
+
+        _step(7, "Fix the Deployment as generated (2 replicas, CPU limit 1)")
+        _say(f"$ kubectl apply -f {APP}/k8s/deployment.yaml")
+        cur = kube.get(f"{path}/{APP}")
+        cur["spec"] = dep["spec"]
+        warnings = _warnings_of(kube, "PUT", f"{path}/{APP}", cur)
+        for w in warnings:
+            _say(f"Warning: {w}")
+        _say(f"deployment.apps/{APP} configured" + ("" if warnings else " (no warnings)"))
+        _kubelet_stand_in(kube, APP, 2)
+        _until(lambda: (_persona(kube).get("status") or {}).get("phase") == "Active", "the persona Active")
+        line = watch.until(f"{NS}/{APP}", "phase=Active", "health=Healthy", "validation=passed")
+        _say(f"[persona watch] {line}")
+        watch.stop()
+
+        _step(8, "What the cluster says (kubectl get)")
+        for api_version, kind, resource in (
+            ("dorgu.io/v1", "ApplicationPersona", "applicationpersonas.dorgu.io"),
+            ("apps/v1", "Deployment", "deployments.apps"),
+        ):
+            _say(f"$ kubectl get {resource} -n {NS}")
+            _say(_without_age(format_table(kube.table(api_version, kind, namespace=NS))))
+        v = (_persona(kube).get("status") or {}).get("validation") or {}
+        _say(f"persona {APP}: validation passed={v.get('passed')}, {len(v.get('issues') or [])} issue(s)")
+
+        _say("\nThe demo is done.")
+        if wait:
             _say(
-                "control plane ready; CRDs installed: applicationpersonas.dorgu.io, clusterpersonas.dorgu.io"
+                "Everything stays up until Ctrl-C. In another shell:\n"
+                f"  export KUBECONFIG={cp.kubeconfig}\n"
+                f"  dorgu persona watch -A --operator-url={operator.ws_url}"
             )
-            for ns, labels in ((SYSTEM_NS, {}), (NS, {"dorgu.io/validate": "true"})):
-                meta = {"name": ns, "labels": labels}
-                kube.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
-            _say(f"namespace/{NS} created (label dorgu.io/validate=true: the webhook checks it)")
-
-            _step(2, "dorgu operator: five components, one process each (webhook in advisory mode)")
-            operator = Operator(cp, work / "operator.log")
-            _until(operator.ready, "the operator's /readyz")
-            _say("operator ready: applicationpersona, clusterpersona, argocd (leader-elected), webhook,")
-            _say("  websocket")
-
-            _step(3, "dorgu generate on the sample app (deploy/demo-app)")
-            out = work / APP / "k8s"
-            _show(f"dorgu generate deploy/demo-app -o {APP}/k8s --name {APP} --namespace {NS}",
-                  _dorgu("generate", str(APP_DIR), "-o", str(out), "--name", APP, "--namespace", NS),
-                  strip=str(work))  # fmt: skip
-
-            _step(4, "dorgu persona apply")
-            _show(f"dorgu persona apply deploy/demo-app -n {NS} --name {APP}",
-                  _dorgu("persona", "apply", str(APP_DIR), "-n", NS, "--name", APP))  # fmt: skip
-
-            _step(5, f"dorgu persona watch {APP} -n {NS} (in the background, over the operator's WebSocket)")
-            watch = Watch(operator.ws_url)
-            watch.until(f"{NS}/{APP}")
-            _say(f"[persona watch] following {NS}/{APP}")
-
-            _step(6, "A Deployment that breaks its persona: 1 replica (minimum 2), CPU limit 4 (maximum 1)")
-            dep = yaml.safe_load((out / "deployment.yaml").read_text())
-            bad = json.loads(json.dumps(dep))
-            bad["spec"]["replicas"] = 1
-            bad["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "4"
-            path = f"/apis/apps/v1/namespaces/{NS}/deployments"
-            _say(f"$ kubectl apply -f {APP}/k8s/deployment.yaml   # edited: replicas 1, cpu limit 4")
-            for w in _warnings_of(kube, "POST", path, bad):
-                _say(f"Warning: {w}")
-            _say(f"deployment.apps/{APP} created")
-            _kubelet_stand_in(kube, APP, 1)
-            _until(lambda: (_persona(kube).get("status") or {}).get("validation", {}).get("passed") is False,
-                   "the persona to fail validation")  # fmt: skip
-            line = watch.until(f"{NS}/{APP}", "phase=Degraded", "health=Healthy")
-            _say(f"[persona watch] {line}")
-
-            _step(7, "Fix the Deployment as generated (2 replicas, CPU limit 1)")
-            _say(f"$ kubectl apply -f {APP}/k8s/deployment.yaml")
-            cur = kube.get(f"{path}/{APP}")
-            cur["spec"] = dep["spec"]
-            warnings = _warnings_of(kube, "PUT", f"{path}/{APP}", cur)
-            for w in warnings:
-                _say(f"Warning: {w}")
-            _say(f"deployment.apps/{APP} configured" + ("" if warnings else " (no warnings)"))
-            _kubelet_stand_in(kube, APP, 2)
-            _until(
-                lambda: (_persona(kube).get("status") or {}).get("phase") == "Active", "the persona Active"
-            )
-            line = watch.until(f"{NS}/{APP}", "phase=Active", "health=Healthy", "validation=passed")
-            _say(f"[persona watch] {line}")
-            watch.stop()
-
-            _step(8, "What the cluster says (kubectl get)")
-            for api_version, kind, resource in (
-                ("dorgu.io/v1", "ApplicationPersona", "applicationpersonas.dorgu.io"),
-                ("apps/v1", "Deployment", "deployments.apps"),
-            ):
-                _say(f"$ kubectl get {resource} -n {NS}")
-                _say(_without_age(format_table(kube.table(api_version, kind, namespace=NS))))
-            v = (_persona(kube).get("status") or {}).get("validation") or {}
-            _say(f"persona {APP}: validation passed={v.get('passed')}, {len(v.get('issues') or [])} issue(s)")
-
-            _say("\nThe demo is done.")
-            if wait:
-                _say(
-                    "Everything stays up until Ctrl-C. In another shell:\n"
-                    f"  export KUBECONFIG={cp.kubeconfig}\n"
-                    f"  dorgu persona watch -A --operator-url={operator.ws_url}"
-                )
-                while True:
-                    time.sleep(3600)
+            while True:
+                time.sleep(3600)
     except KeyboardInterrupt:
         _say("\nstopping: persona watch, dorgu operator, control plane")
     except DemoError as e:
@@ -330,6 +328,7 @@ def run_demo(*, wait: bool) -> int:
         if operator is not None:
             rc = operator.stop()
             _say(f"dorgu operator stopped (exit {rc})")
+        stack.close()
         _say("control plane stopped")
         with contextlib.suppress(OSError):
             for f in sorted(work.rglob("*"), reverse=True):
