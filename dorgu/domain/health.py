@@ -1,10 +1,10 @@
-"""ApplicationPersona health, phase and conditions (spec §2.2 step 4, §2.4, §2.5).
+"""ApplicationPersona health, phase and conditions.
 
 Pure functions from the persona's spec, its matching Deployments (already selected with
 :func:`dorgu.domain.rules.matching_deployments`) and the clock's ``now`` to the status fields the
 ApplicationPersona controller owns. The one-call entry point is :func:`assess`.
 
-Health of one Deployment (§2.4), first match wins; ``ready`` = ``status.readyReplicas``,
+Health of one Deployment, first match wins; ``ready`` = ``status.readyReplicas``,
 ``total`` = ``status.replicas`` (both 0 when unset):
 
 =========================================  ================  ==============================
@@ -16,17 +16,17 @@ case                                       ``health.status``  ``health.message``
 otherwise                                  ``Unhealthy``      ``<ready>/<total> replicas ready``
 =========================================  ================  ==============================
 
-**Several Deployments** (our extension; the original validated only one): the status is the
+**Several Deployments** (every matching Deployment counts, not one of them): the status is the
 worst one, ranked ``Healthy`` < ``Degraded`` < ``Unknown`` < ``Unhealthy`` (``Unknown`` here means
 "not available but still progressing", which is worse than "available with some pods missing");
 the message lists every Deployment in order of name as ``<name>: <its message>``, joined with
 ``"; "`` — e.g. ``api: 2/2 replicas ready; api-canary: Deployment is progressing``. With exactly one
-Deployment the message is the spec's string unchanged.
+Deployment the message is that Deployment's message unchanged.
 
-Phase (§2.5), first match wins: ``Healthy`` and no errors → ``Active``; any error → ``Degraded``;
-``Unhealthy`` → ``Failed``; otherwise → ``Degraded``. No Deployment → ``Pending`` (§2.2 step 4).
+Phase, first match wins: ``Healthy`` and no errors → ``Active``; any error → ``Degraded``;
+``Unhealthy`` → ``Failed``; otherwise → ``Degraded``. No Deployment → ``Pending`` (the Pending path).
 
-Conditions (§2.5 and §2.2 step 4), ``(status, reason, message)``:
+Conditions, ``(status, reason, message)``:
 
 * ``Ready``: phase ``Active`` → ``True``/``Active``/``Deployment is healthy and passes all
   validations``; other phases → ``False``/``Issues``/``Phase: <phase>``; no Deployment →
@@ -103,11 +103,11 @@ _NO_DEPLOYMENT_HEALTH = "No matching Deployment found"
 _HEALTH_RANK = {HEALTH_HEALTHY: 0, HEALTH_DEGRADED: 1, HEALTH_UNKNOWN: 2, HEALTH_UNHEALTHY: 3}
 
 
-# --------------------------------------------------------------------------- health (§2.4)
+# --------------------------------------------------------------------------- health
 
 
 def deployment_health(deployment: Deployment) -> tuple[str, str]:
-    """``(health.status, health.message)`` of one Deployment, by the §2.4 table."""
+    """``(health.status, health.message)`` of one Deployment, by the table in the module docstring."""
     status = deployment.status
     conditions = (status.conditions if status is not None else None) or []
     available = any(c.type == "Available" and c.status == "True" for c in conditions)
@@ -139,11 +139,11 @@ def aggregate_health(deployments: Sequence[Deployment]) -> tuple[str, str]:
     return worst, "; ".join(f"{name}: {message}" for name, _, message in healths)
 
 
-# --------------------------------------------------------------------------- phase and conditions (§2.5)
+# --------------------------------------------------------------------------- phase and conditions
 
 
 def derive_phase(health_status: str, *, has_errors: bool) -> str:
-    """The phase when at least one Deployment was found (§2.5), first match wins."""
+    """The phase when at least one Deployment was found, first match wins."""
     if health_status == HEALTH_HEALTHY and not has_errors:
         return PHASE_ACTIVE
     if has_errors:
@@ -154,7 +154,7 @@ def derive_phase(health_status: str, *, has_errors: bool) -> str:
 
 
 def ready_condition(phase: str) -> DesiredCondition:
-    """``Ready`` on the Deployment-found path (§2.5)."""
+    """``Ready`` on the Deployment-found path."""
     if phase == PHASE_ACTIVE:
         return DesiredCondition(
             CONDITION_READY, "True", "Active", "Deployment is healthy and passes all validations"
@@ -163,7 +163,7 @@ def ready_condition(phase: str) -> DesiredCondition:
 
 
 def validated_condition(errors: int) -> DesiredCondition:
-    """``Validated`` on the Deployment-found path (§2.5); ``errors`` = the number of ``error`` issues."""
+    """``Validated`` on the Deployment-found path; ``errors`` = the number of ``error`` issues."""
     if errors:
         return DesiredCondition(
             CONDITION_VALIDATED, "False", "ValidationFailed", f"{errors} validation error(s) found"
@@ -172,7 +172,7 @@ def validated_condition(errors: int) -> DesiredCondition:
 
 
 def pending_conditions(spec_name: str) -> tuple[DesiredCondition, DesiredCondition]:
-    """``Ready`` and ``Validated`` on the no-Deployment path (§2.2 step 4)."""
+    """``Ready`` and ``Validated`` on the no-Deployment (Pending) path."""
     return (
         DesiredCondition(
             CONDITION_READY, "False", "NoDeployment", f"No Deployment with label {NAME_LABEL}={spec_name}"
@@ -186,12 +186,12 @@ def pending_conditions(spec_name: str) -> tuple[DesiredCondition, DesiredConditi
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Assessment:
-    """The status fields one reconcile computes (spec §2.2 steps 4 and 5).
+    """The status fields one reconcile computes.
 
     ``deployments`` is ``None`` on the Pending path, meaning "leave ``status.deployments`` as it
-    is" (§2.2 step 4); otherwise it replaces it: ``current`` is the image of the first container of
+    is"; otherwise it replaces it: ``current`` is the image of the first container of
     the first matching Deployment in order of name (``None``, i.e. absent, when there is none).
-    ``validation.passed`` is always written, ``false`` included (§10 item 9); ``issues`` is absent
+    ``validation.passed`` is always written, ``false`` included (never dropped as empty); ``issues`` is absent
     when empty. ``findings`` carries the rule ids and containers (for Events and logs).
     """
 
@@ -225,7 +225,7 @@ def assess(
     at = status_time(now)
     ordered = sorted(deployments, key=lambda d: d.metadata.name or "")
     if not ordered:
-        # Pending path (§2.2 step 4).
+        # Pending path: no Deployment matches the persona.
         new_conditions, _ = set_status_conditions(
             conditions, pending_conditions(spec.name), now=at, observed_generation=generation
         )

@@ -1,12 +1,12 @@
-"""The persona rules: the one implementation shared by the controller and the webhook (spec §2.3).
+"""The persona rules: the one implementation shared by the controller and the webhook.
 
 :func:`evaluate` checks Deployments against an ``ApplicationPersonaSpec`` and returns
 :class:`Finding` s (the :class:`~dorgu.domain.types.ValidationIssue` plus the rule id and the
 container it concerns); :func:`validate` returns just the issues, as ``status.validation.issues``
-stores them. The webhook (spec §3.3) calls the same functions and prefixes container-scoped
-findings with ``[<deployment>/<container>]``.
+stores them. The webhook calls the same functions and prefixes container-scoped findings with
+``[<deployment>/<container>]``.
 
-Rules, with the spec's exact severities and ``field``/``message``/``suggestion`` strings (see the
+Rules, with exact severities and ``field``/``message``/``suggestion`` strings (see the
 ``_R1`` … ``_P3`` templates below): R-1, R-2, R-3 (resources, per container), S-1, S-2 (replicas,
 once), H-1 or H-2, then H-3 (probes, per container), P-1 (pod security context, once), P-2, P-3
 (per container). Only ``spec.template.spec.containers`` are checked (not init or ephemeral
@@ -14,17 +14,17 @@ containers).
 
 Order, for each Deployment: resources (R-1, R-2, R-3 for container 1, then container 2, …), then
 replicas (S-1, S-2), then probes (H-1/H-2, H-3 per container), then security (P-1, then P-2, P-3
-per container) — the validators' order of spec §2.2 step 5.2.
+per container).
 
-Fixes of the original (spec §10):
+Rules for what is validated:
 
 * **Every matching Deployment is validated** (not an arbitrary first one), in order of name, and
-  every issue names its Deployment in ``issues[].deployment``; the message strings are unchanged.
+  every issue names its Deployment in ``issues[].deployment`` (the message strings do not name it).
   ``validate(spec, ds)`` is the concatenation of ``validate(spec, [d])`` over ``ds`` sorted by name.
 * **An unparseable persona quantity** (``spec.resources.limits.cpu`` / ``.memory``; the CRD does
-  not validate them) no longer panics: it gives one ``error`` issue per Deployment, first in that
-  Deployment's list (where the original's must-parse sat), and only the rule that needed that
-  value (R-1 or R-2) is skipped; all the others still run::
+  not validate them) never stops validation: it gives one ``error`` issue per Deployment, first in
+  that Deployment's list, and only the rule that needed that value (R-1 or R-2) is skipped; all the
+  others still run::
 
       severity:   error
       field:      spec.resources.limits.cpu            (or spec.resources.limits.memory)
@@ -33,7 +33,8 @@ Fixes of the original (spec §10):
       suggestion: Set spec.resources.limits.cpu to a Kubernetes quantity such as 500m or 2
                   (Set spec.resources.limits.memory to a Kubernetes quantity such as 512Mi or 1Gi)
 
-* **Matching** (:func:`matching_deployments`) falls back to the ``app`` label, as upstream 0.5.2.
+* **Matching** (:func:`matching_deployments`) falls back to the ``app`` label for a Deployment without
+  ``app.kubernetes.io/name`` (the specific label wins).
 
 Other decisions:
 
@@ -41,8 +42,8 @@ Other decisions:
   repeat the persona's raw value (an ``int`` is written as its decimal digits).
 * Security defaults: a present ``policies.security`` whose fields are unset is read with the CRD's
   defaults (``runAsNonRoot: true``, ``readOnlyRootFilesystem: true``,
-  ``allowPrivilegeEscalation: false``), as the API server would have stored it (spec §1.1.1). For
-  objects that came from the API server this changes nothing.
+  ``allowPrivilegeEscalation: false``), as the API server would have stored it. For objects that
+  came from the API server this changes nothing.
 * A container quantity that does not parse (impossible for objects the API server accepted) is
   treated as absent: R-1/R-2 skip it and R-3 counts it as unset.
 
@@ -81,7 +82,7 @@ SEVERITY_INFO = "info"
 class Finding:
     """One rule violation: the issue as stored in the status, plus what the webhook needs.
 
-    ``rule`` is the spec's rule id (``"R-1"`` … ``"P-3"``, or ``"R-CPU"`` / ``"R-MEM"`` for an
+    ``rule`` is the rule id (``"R-1"`` … ``"P-3"``, or ``"R-CPU"`` / ``"R-MEM"`` for an
     unparseable persona limit); ``container`` is the container's name for per-container rules and
     ``None`` for Deployment-level ones (S-1, S-2, P-1 and the persona-limit errors).
     """
@@ -202,7 +203,7 @@ def _evaluate_one(
     out = _Collector(deployment.metadata.name)
     containers = deployment.spec.template.spec.containers
 
-    # Resources (R-1, R-2, R-3), preceded by the persona-limit parse errors (the §10 fix).
+    # Resources (R-1, R-2, R-3), preceded by the persona-limit parse errors.
     if spec.resources is not None:
         if limits.cpu is not None and limits.cpu.quantity is None:
             out.add("R-CPU", *_INVALID_CPU, raw=limits.cpu.raw)
@@ -336,7 +337,8 @@ class _Collector:
         self.findings.append(Finding(rule=rule, issue=issue, container=container))
 
 
-# --------------------------------------------------------------------------- the exact strings (§2.3)
+# --------------------------------------------------------------------------- the exact strings
+# They are part of the status API (the CLI and the webhook's warnings show them): never reworded.
 # (severity, field, message, suggestion); str.format placeholders.
 
 _Template = tuple[str, str, str, str]
@@ -407,7 +409,7 @@ _P3: _Template = (
     "Persona forbids privilege escalation but container allows it",
     "Set allowPrivilegeEscalation: false",
 )
-# The §10 fix: an unparseable persona limit.
+# An unparseable persona limit (the CRD does not validate it).
 _INVALID_CPU: _Template = (
     SEVERITY_ERROR,
     "spec.resources.limits.cpu",

@@ -3,7 +3,7 @@
 The field trees mirror ``deploy/crds/dorgu.io_*.yaml`` exactly; the wire names are camelCase
 (``rename="camel"``, with explicit names where Go's acronym casing differs, e.g. ``avgCPU``).
 
-Serialisation rules (they fix the original's ``omitempty`` losses):
+Serialisation rules (no value is lost as "empty"):
 
 * every optional field defaults to ``None`` and every Struct uses ``omit_defaults=True``, so a
   present value -- including ``False``, ``0``, ``""`` and ``[]`` -- is always written and an
