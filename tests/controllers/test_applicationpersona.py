@@ -394,7 +394,8 @@ def test_no_second_write_while_the_cache_lags_behind_our_own_write(
 
 
 def test_status_payload_is_what_the_spec_shows(kube: HarnessClient, ns: str, running: Running) -> None:
-    """Appendix A: a Deployment whose only problems are pod runAsNonRoot (error) and read-only root."""
+    """The worked nginx example: a Deployment whose only problems are pod runAsNonRoot (error) and
+    read-only root."""
     kube.post(AP.format(ns=ns), persona("nginx", policies={"security": {}}))
     d = deployment("nginx", container={"securityContext": {}}, pod_security={})
     kube.post(DEP.format(ns=ns), d)

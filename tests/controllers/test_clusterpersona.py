@@ -347,7 +347,7 @@ def test_node_events_health_and_platforms(
         )
         assert s["resourceSummary"]["totalMemory"] == "16Gi"
 
-        # A single NotReady node: the spec's table gives Unknown.
+        # A single NotReady node: none Ready gives phase Unknown.
         delete_node(kube, b)
         set_ready(kube, a, False)
         poll(

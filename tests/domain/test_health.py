@@ -1,4 +1,4 @@
-"""Health (§2.4), phase and conditions (§2.5), the Pending path (§2.2 step 4) and setting conditions."""
+"""Health, phase and conditions, the Pending path (no Deployment) and setting conditions."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def deployment(
     return msgspec.convert(doc, Deployment)
 
 
-# --------------------------------------------------------------------------- §2.4
+# --------------------------------------------------------------------------- health of one Deployment
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_aggregate_health() -> None:
     )
 
 
-# --------------------------------------------------------------------------- §2.5
+# --------------------------------------------------------------------------- phase and conditions
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ def test_set_condition_appends_in_order() -> None:
 
 
 def test_set_condition_refreshes_the_message_without_a_transition() -> None:
-    """§10 item 8: the message changes, the status does not: lastTransitionTime stays."""
+    """The message changes, the status does not: the message is refreshed, lastTransitionTime stays."""
     before, _ = set_status_condition([], validated_condition(2), now=T0, observed_generation=1)
     after, changed = set_status_condition(before, validated_condition(3), now=T1, observed_generation=1)
     assert changed
@@ -311,7 +311,7 @@ def test_active_path() -> None:
 
 
 def test_degraded_with_errors_writes_passed_false() -> None:
-    """Appendix A, with validation.passed: false written rather than omitted (§10 item 9)."""
+    """The worked nginx example: validation.passed: false is written, never omitted."""
     persona = spec({"name": "web", "type": "web", "policies": {"security": {}}})
     result = assess(persona, [deployment()], now=T0)
     doc = status_json(result)

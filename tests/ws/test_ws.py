@@ -42,7 +42,7 @@ def api_state(kube: HarnessClient, ns: str) -> dict[str, str]:
     return {f"{ns}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items}
 
 
-# -- Go CLI compatibility: JSON frames, original envelope, requestId on errors ---------------------------
+# -- Go CLI compatibility: JSON frames, the fixed envelope, requestId on errors --------------------------
 
 
 def test_json_client_without_subprotocol_and_errors_echo_request_id(operator: Operator) -> None:
