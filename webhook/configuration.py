@@ -1,6 +1,6 @@
 """The ValidatingWebhookConfiguration the operator owns: what it must say, and keeping it so.
 
-Desired shape (``shared/spec/operator.md`` §3.2, with the CA bundle the original never injected):
+Desired shape:
 
 * two webhook entries, one per mode, because ``failurePolicy`` is per entry: ``advisory.…`` with
   ``Ignore`` and ``enforcing.…`` with ``Fail`` (both configurable). The default mode's entry matches every
@@ -8,9 +8,10 @@ Desired shape (``shared/spec/operator.md`` §3.2, with the CA bundle the origina
   those that name it. A namespace is checked by exactly one entry.
 * rules ``apps/v1 deployments CREATE,UPDATE`` (scope Namespaced), ``admissionReviewVersions: [v1]``,
   ``sideEffects: None``, ``timeoutSeconds: 5``, ``matchPolicy: Equivalent``;
-* namespaces opt in with ``dorgu.io/validate=true`` (as the original). kube-system cannot be excluded by
-  name on 1.20 (no ``kubernetes.io/metadata.name`` label); the handler skips it;
-* ``clientConfig``: a ``url`` for local runs, else the Service; ``caBundle`` from the certificate Secret.
+* namespaces opt in with ``dorgu.io/validate=true``. kube-system cannot be excluded by name on 1.20 (no
+  ``kubernetes.io/metadata.name`` label); the handler skips it;
+* ``clientConfig``: a ``url`` for local runs, else the Service; ``caBundle`` from the certificate Secret
+  (the operator injects it itself, so the API server trusts its serving certificate with no other tool).
 
 Rules kept here:
 

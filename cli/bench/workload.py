@@ -1,4 +1,4 @@
-"""What ``dorgu bench`` (and ``bench/personas.py``) put on the server, and how they watch it converge.
+"""What ``dorgu bench`` puts on the server, and how it watches it converge.
 
 N personas ``app<i>``, each with one matching Deployment whose status a **kubelet stand-in** writes (no
 kubelet runs on the local control plane). Completion is always counted from a watch (an :class:`Informer`
