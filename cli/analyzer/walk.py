@@ -1,7 +1,7 @@
 """A deterministic, bounded walk of an app's source tree.
 
-Directories named in :data:`SKIP_DIRS` are pruned by *name* (only that directory, never its siblings — the
-original skipped the rest of a directory after any path containing ``.git``/``vendor``). Symlinks are not
+Directories named in :data:`SKIP_DIRS` are pruned by *name*: only that directory, never its siblings or the
+rest of its parent (a ``vendor`` or ``.git`` beside the app's sources hides nothing else). Symlinks are not
 followed. Files over :data:`MAX_FILE_BYTES`, binary files (a NUL byte in the first 8 KiB) and unreadable
 files are skipped, the latter with a warning; at most :data:`MAX_FILES` files are visited.
 """
