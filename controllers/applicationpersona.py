@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
+from controllers.settings import PersonaSettings
 from dorgu.domain.health import assess
 from dorgu.domain.kube import Deployment
 from dorgu.domain.recommendations import recommend
@@ -72,29 +73,6 @@ LEASE_NAME = "dorgu-applicationpersona"
 
 BY_SPEC_NAME = "spec-name"
 BY_APP_LABEL = "app-label"
-
-
-@dataclass(frozen=True, kw_only=True)
-class PersonaSettings:
-    """Tuning of the ApplicationPersona controller (all intervals short in tests)."""
-
-    revalidate_interval_s: float = 60.0
-    """Re-validate every persona this often (jittered ±10 %)."""
-    heartbeat_interval_s: float = 1800.0
-    """Rewrite an unchanged status (``lastChecked``) at most this often."""
-    workers: int = 4
-    """Concurrent reconciles."""
-    prometheus_url: str | None = None
-    """Prometheus for resource baselines; None turns the feature off (silently)."""
-    baseline_refresh_s: float = 600.0
-    """Refresh each persona's baseline this often."""
-    baseline_check_s: float = 15.0
-    """How often the baseline loop looks for personas that are due."""
-    prometheus_timeout_s: float = 10.0
-    """Timeout of one Prometheus query."""
-    watch_namespace: str | None = None
-    """Watch personas and Deployments of this one namespace only (None: every namespace). ``dorgu bench``
-    sets it so that its operator touches nothing outside the bench's throwaway namespace."""
 
 
 WRITTEN_MEMORY_S = 120.0
@@ -448,18 +426,11 @@ def _without_timestamps(s: ApplicationPersonaStatus) -> Any:
 
 async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor)."""
-    o = ctx.options
-    settings = PersonaSettings(
-        revalidate_interval_s=float(o.get("revalidate_interval_s", 60.0)),
-        heartbeat_interval_s=float(o.get("heartbeat_interval_s", 1800.0)),
-        workers=int(o.get("workers", 16)),
-        prometheus_url=o.get("prometheus_url") or None,
-        baseline_refresh_s=float(o.get("baseline_refresh_s", 600.0)),
-        watch_namespace=o.get("watch_namespace") or None,
-    )
+    settings = msgspec.convert(dict(ctx.options), type=PersonaSettings)
     await run_controller(
         ctx,
         name=NAME,
         lease_name=LEASE_NAME,
+        lease=settings,
         build=lambda m, ev: ApplicationPersonaReconciler(manager=m, settings=settings, events=ev),
     )

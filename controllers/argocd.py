@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
+from controllers.settings import ArgoCDSettings
 from dorgu.domain.kube import ArgoApplication
 from dorgu.domain.resources import APP_LABEL, APPLICATION_PERSONAS, NAME_LABEL
 from dorgu.domain.types import API_VERSION, ApplicationPersona, ArgoCDStatus
@@ -61,16 +61,6 @@ BY_NAME = "spec-name"
 BY_APP_NAME = "app-name"
 SYNC_STATUSES = frozenset({"Synced", "OutOfSync", "Unknown"})
 HEALTH_STATUSES = frozenset({"Healthy", "Degraded", "Progressing", "Suspended", "Missing", "Unknown"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class ArgoCDSettings:
-    """Tuning of the Argo CD controller (all intervals short in tests)."""
-
-    crd_poll_interval_s: float = 10.0
-    """While the Application CRD is not served, ask discovery again this often."""
-    workers: int = 2
-    """Concurrent reconciles."""
 
 
 def app_name(app: ArgoApplication) -> str:
@@ -284,20 +274,13 @@ class ArgoCDReconciler:
             )  # fmt: skip
 
 
-def settings_from_options(o: Any) -> ArgoCDSettings:
-    return ArgoCDSettings(
-        crd_poll_interval_s=float(o.get("crd_poll_interval_s", 10.0)),
-        workers=int(o.get("workers", 2)),
-    )
-
-
 async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor)."""
-    o = ctx.options
-    settings = settings_from_options(o)
+    settings = msgspec.convert(dict(ctx.options), type=ArgoCDSettings)
     await run_controller(
         ctx,
         name=NAME,
         lease_name=LEASE_NAME,
+        lease=settings,
         build=lambda m, ev: ArgoCDReconciler(manager=m, settings=settings, events=ev),
     )

@@ -24,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
+from controllers.settings import ClusterPersonaSettings
 from dorgu.domain import discovery
 from dorgu.domain.kube import Namespace, Node
 from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS
@@ -64,24 +64,6 @@ WORKLOADS: tuple[tuple[str, Resource], ...] = (
     ("Pod", PODS),
 )
 OWN_CONDITIONS = ("Discovered", "Healthy")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClusterPersonaSettings:
-    """Tuning of the ClusterPersona controller (all intervals short in tests)."""
-
-    discovery_interval_s: float = 300.0
-    """Re-discover every ClusterPersona this often (jittered ±10 %)."""
-    node_debounce_s: float = 2.0
-    """After a Node change, wait this long (coalescing further changes) before discovering."""
-    bootstrap: bool = True
-    """Create a ClusterPersona at start-up (as leader) when none exists."""
-    bootstrap_name: str = "cluster"
-    """``metadata.name`` and ``spec.name`` of the bootstrapped ClusterPersona."""
-    bootstrap_environment: str | None = None
-    """``spec.environment`` of the bootstrapped ClusterPersona (None: the CRD default, development)."""
-    workers: int = 1
-    """Concurrent reconciles."""
 
 
 class _MetaOnly(msgspec.Struct, kw_only=True):
@@ -276,24 +258,13 @@ class ClusterPersonaReconciler:
 _NO_SUMMARY = ResourceSummary()
 
 
-def settings_from_options(o: Any) -> ClusterPersonaSettings:
-    return ClusterPersonaSettings(
-        discovery_interval_s=float(o.get("discovery_interval_s", 300.0)),
-        node_debounce_s=float(o.get("node_debounce_s", 2.0)),
-        bootstrap=bool(o.get("bootstrap", True)),
-        bootstrap_name=str(o.get("bootstrap_name", "cluster")),
-        bootstrap_environment=o.get("bootstrap_environment"),
-        workers=int(o.get("workers", 1)),
-    )
-
-
 async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor)."""
-    o = ctx.options
-    settings = settings_from_options(o)
+    settings = msgspec.convert(dict(ctx.options), type=ClusterPersonaSettings)
     await run_controller(
         ctx,
         name=NAME,
         lease_name=LEASE_NAME,
+        lease=settings,
         build=lambda m, ev: ClusterPersonaReconciler(manager=m, settings=settings, events=ev),
     )

@@ -1,18 +1,20 @@
-"""What every leader-elected controller component shares: its Lease settings, its process wiring, the
-cache transform that drops ``managedFields``.
+"""What every leader-elected controller component shares: its Lease, its process wiring, the cache
+transform that drops ``managedFields``.
 
 A controller module provides a reconciler class that wires itself onto a :class:`Manager`; its ``run(ctx)``
-is one call to :func:`run_controller`.
+converts ``ctx.options`` to its settings struct (:mod:`controllers.settings`, which carries the Lease
+options) and makes one call to :func:`run_controller`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
+from controllers.settings import LeaseOptions
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.events import EventRecorder
 from dorgu.runtime.leaderelection import LeaderElectionSettings
@@ -30,29 +32,24 @@ def drop_managed_fields(obj: T) -> T:
 
 
 def lease_settings(
-    options: Mapping[str, Any], *, identity: str, default_name: str
+    options: LeaseOptions, *, identity: str, default_name: str
 ) -> LeaderElectionSettings | None:
-    """The component's Lease from its options (None when ``leader_elect`` is false). Defaults: client-go's
-    15 s / 10 s / 2 s, a 2 s spreading delay, rebalancing on (a replica holding more than its fair share of
-    the controllers' Leases hands one to a replica holding fewer), namespace ``dorgu-system``."""
-    if not options.get("leader_elect", True):
+    """The component's Lease from its options (None when ``leader_elect`` is false); the name defaults to
+    ``default_name``, the namespace to ``dorgu-system``."""
+    if not options.leader_elect:
         return None
     return LeaderElectionSettings(
-        name=options.get("lease_name", default_name),
-        namespace=options.get("lease_namespace") or "dorgu-system",
+        name=options.lease_name or default_name,
+        namespace=options.lease_namespace or "dorgu-system",
         identity=identity,
-        lease_duration_s=float(options.get("lease_duration_s", 15.0)),
-        renew_deadline_s=float(options.get("renew_deadline_s", 10.0)),
-        retry_period_s=float(options.get("retry_period_s", 2.0)),
-        spread_delay_s=float(options.get("spread_delay_s", 2.0)),
-        rebalance=bool(options.get("rebalance", True)),
-        presence_period_s=_float_or_none(options.get("presence_period_s")),
-        rebalance_period_s=_float_or_none(options.get("rebalance_period_s")),
+        lease_duration_s=options.lease_duration_s,
+        renew_deadline_s=options.renew_deadline_s,
+        retry_period_s=options.retry_period_s,
+        spread_delay_s=options.spread_delay_s,
+        rebalance=options.rebalance,
+        presence_period_s=options.presence_period_s,
+        rebalance_period_s=options.rebalance_period_s,
     )
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 async def run_controller(
@@ -60,14 +57,16 @@ async def run_controller(
     *,
     name: str,
     lease_name: str,
+    lease: LeaseOptions,
     build: Callable[[Manager, EventRecorder], object],
 ) -> None:
-    """A controller component's life: its own User-Agent, a Manager with its Lease, an event recorder that
-    runs while leading, ``build`` to wire the reconciler, then run until stopped or the lease is lost."""
+    """A controller component's life: its own User-Agent, a Manager with the Lease ``lease`` describes
+    (named ``lease_name`` unless it names one), an event recorder that runs while leading, ``build`` to wire
+    the reconciler, then run until stopped or the lease is lost."""
     connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {name}")
     manager = Manager(
         connection=connection,
-        leader_election=lease_settings(ctx.options, identity=ctx.identity, default_name=lease_name),
+        leader_election=lease_settings(lease, identity=ctx.identity, default_name=lease_name),
         set_ready=ctx.set_ready,
     )
     events = EventRecorder(manager.client, component=name, host=ctx.identity)

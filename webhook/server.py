@@ -16,7 +16,7 @@ in order:
    reloads the pair into the live TLS context and re-injects the CA bundle. A failing API call here is
    logged and retried (the server keeps serving the pair it has); it never takes the server down.
 
-Options read by :func:`run` (``ctx.options``; all optional): see :func:`settings_from_options`.
+Options read by :func:`run` (``ctx.options``; all optional): :class:`webhook.settings.WebhookOptions`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from dorgu.runtime.resource import NAMESPACES, SECRETS
 from webhook.admission import Mode, Reviewer, parse_mode
 from webhook.certificates import SECRET_SELECTOR, CertificateStore, Secret, TlsReloader
 from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
+from webhook.settings import WebhookOptions, names
 
 log = logging.getLogger("dorgu.webhook")
 
@@ -98,75 +99,45 @@ class WebhookSettings:
         return tuple(dict.fromkeys((*names, *self.dns_names)))
 
 
-def _strings(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(str(v) for v in value)
-
-
 def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
-    """Read the component's options; an unknown mode or failure policy raises ``ValueError`` (start-up error).
-
-    Options: ``webhook_mode`` (advisory|enforcing), ``webhook_host``, ``webhook_port``, ``webhook_namespace``
-    (else ``lease_namespace``, else dorgu-system), ``webhook_secret_name``, ``webhook_service_name``,
-    ``webhook_service_port``, ``webhook_url``, ``webhook_dns_names``, ``webhook_ip_addresses`` (lists or
-    comma-separated), ``webhook_cluster_domain``, ``webhook_configuration_name``,
-    ``webhook_manage_configuration``, ``webhook_advisory_failure_policy``,
-    ``webhook_enforcing_failure_policy``, ``webhook_timeout_seconds``, ``webhook_ca_validity_s``,
-    ``webhook_serving_validity_s``, ``webhook_renew_fraction``, ``webhook_ca_propagation_s``,
-    ``webhook_backdate_s``, ``webhook_check_interval_s``, ``webhook_retry_interval_s``.
-    """
-    o = options
-    mode = parse_mode(str(o.get("webhook_mode", "advisory")))
-    policies = {}
-    for key, default in (("advisory", "Ignore"), ("enforcing", "Fail")):
-        value = str(o.get(f"webhook_{key}_failure_policy") or default)
-        if value not in ("Ignore", "Fail"):
-            raise ValueError(f"webhook_{key}_failure_policy must be Ignore or Fail, not {value!r}")
-        policies[key] = value
-    namespace = str(o.get("webhook_namespace") or o.get("lease_namespace") or "dorgu-system")
-    base = RotationPolicy()
-
-    def seconds(key: str, default: dt.timedelta) -> dt.timedelta:
-        value = o.get(key)
-        return default if value is None else dt.timedelta(seconds=float(value))
-
-    rotation = RotationPolicy(
-        ca_validity=seconds("webhook_ca_validity_s", base.ca_validity),
-        serving_validity=seconds("webhook_serving_validity_s", base.serving_validity),
-        renew_fraction=float(o.get("webhook_renew_fraction", base.renew_fraction)),
-        ca_propagation=seconds("webhook_ca_propagation_s", base.ca_propagation),
-        backdate=seconds("webhook_backdate_s", base.backdate),
-    )
-    if not 0 < rotation.renew_fraction < 1:
-        raise ValueError("webhook_renew_fraction must lie between 0 and 1")
+    """The component's settings from its options (``ctx.options``, converted to
+    :class:`~webhook.settings.WebhookOptions`, which lists them); an unknown key or a bad value, such as an
+    unknown mode or failure policy, raises ``msgspec.ValidationError`` (a ``ValueError``) naming it."""
+    o = msgspec.convert(dict(options), type=WebhookOptions)
+    mode = parse_mode(o.webhook_mode, what="webhook_mode")
+    namespace = o.webhook_namespace or o.lease_namespace or "dorgu-system"
     configuration = ConfigurationSettings(
-        name=str(o.get("webhook_configuration_name") or ConfigurationSettings.name),
+        name=o.webhook_configuration_name,
         default_mode=mode,
-        advisory_failure_policy=policies["advisory"],
-        enforcing_failure_policy=policies["enforcing"],
-        timeout_seconds=int(o.get("webhook_timeout_seconds", 5)),
-        url=o.get("webhook_url") or None,
-        service_name=str(o.get("webhook_service_name") or ConfigurationSettings.service_name),
+        advisory_failure_policy=o.webhook_advisory_failure_policy,
+        enforcing_failure_policy=o.webhook_enforcing_failure_policy,
+        timeout_seconds=o.webhook_timeout_seconds,
+        url=o.webhook_url or None,
+        service_name=o.webhook_service_name,
         service_namespace=namespace,
-        service_port=int(o.get("webhook_service_port", 443)),
+        service_port=o.webhook_service_port,
+    )
+    rotation = RotationPolicy(
+        ca_validity=dt.timedelta(seconds=o.webhook_ca_validity_s),
+        serving_validity=dt.timedelta(seconds=o.webhook_serving_validity_s),
+        renew_fraction=o.webhook_renew_fraction,
+        ca_propagation=dt.timedelta(seconds=o.webhook_ca_propagation_s),
+        backdate=dt.timedelta(seconds=o.webhook_backdate_s),
     )
     return WebhookSettings(
         mode=mode,
-        host=str(o.get("webhook_host") or "0.0.0.0"),
-        port=int(o.get("webhook_port", 9443)),
+        host=o.webhook_host,
+        port=o.webhook_port,
         namespace=namespace,
-        secret_name=str(o.get("webhook_secret_name") or "dorgu-webhook-certs"),
-        dns_names=_strings(o.get("webhook_dns_names")),
-        ip_addresses=_strings(o.get("webhook_ip_addresses")),
-        cluster_domain=str(o.get("webhook_cluster_domain") or "cluster.local"),
+        secret_name=o.webhook_secret_name,
+        dns_names=names(o.webhook_dns_names),
+        ip_addresses=names(o.webhook_ip_addresses),
+        cluster_domain=o.webhook_cluster_domain,
         configuration=configuration,
-        manage_configuration=bool(o.get("webhook_manage_configuration", True)),
+        manage_configuration=o.webhook_manage_configuration,
         rotation=rotation,
-        check_interval_s=float(o.get("webhook_check_interval_s", 60.0)),
-        retry_interval_s=float(o.get("webhook_retry_interval_s", 5.0)),
+        check_interval_s=o.webhook_check_interval_s,
+        retry_interval_s=o.webhook_retry_interval_s,
     )
 
 

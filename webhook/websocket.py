@@ -26,6 +26,7 @@ import os
 import ssl
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
 from webhook.ws_auth import Authenticator, AuthSettings, Unauthenticated, User
 from webhook.ws_hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
+from webhook.ws_settings import WebSocketOptions
 
 log = logging.getLogger("dorgu.websocket")
 
@@ -76,20 +78,20 @@ class WebSocketSettings:
     """How long TokenReview/SubjectAccessReview answers are reused."""
 
     @classmethod
-    def from_options(cls, o: Any) -> WebSocketSettings:
-        addr = str(o.get("websocket_addr") or "")
-        host, _, port = addr.rpartition(":")
+    def from_options(cls, options: Mapping[str, Any]) -> WebSocketSettings:
+        """The component's settings from its options (``ctx.options``, converted to
+        :class:`~webhook.ws_settings.WebSocketOptions`); a bad key or value raises ``msgspec.ValidationError``
+        (a ``ValueError``) naming it."""
+        o = msgspec.convert(dict(options), type=WebSocketOptions)
         return cls(
-            host=host or str(o.get("ws_host", "0.0.0.0")),
-            port=int(port) if port.isdigit() else int(o.get("ws_port", 9090)),
-            auth=str(o.get("ws_auth", "token")),
-            heartbeat_s=float(o.get("ws_heartbeat_s", 30.0)),
-            tls_cert_file=o.get("ws_tls_cert_file"),
-            tls_key_file=o.get("ws_tls_key_file"),
-            hub=HubSettings(
-                ring_size=int(o.get("ws_ring_size", 4096)), queue_size=int(o.get("ws_queue_size", 1024))
-            ),
-            auth_cache_ttl_s=float(o.get("ws_auth_cache_ttl_s", 30.0)),
+            host=o.host,
+            port=o.port,
+            auth=o.ws_auth,
+            heartbeat_s=o.ws_heartbeat_s,
+            tls_cert_file=o.ws_tls_cert_file,
+            tls_key_file=o.ws_tls_key_file,
+            hub=HubSettings(ring_size=o.ws_ring_size, queue_size=o.ws_queue_size),
+            auth_cache_ttl_s=o.ws_auth_cache_ttl_s,
         )
 
 

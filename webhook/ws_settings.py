@@ -1,0 +1,58 @@
+"""The WebSocket server component's options: one typed struct, the only place their defaults live.
+
+``webhook.websocket.run`` converts ``ctx.options`` to :class:`WebSocketOptions` once and builds its
+:class:`~webhook.websocket.WebSocketSettings` from it; an unknown key or a bad value is an error naming it.
+``dorgu operator`` converts them too, before anything starts, to refuse a bad ``--component-options`` with a
+usage error. That is why this module stands apart from the server: it imports msgspec and nothing else, so
+the supervisor process can check options without loading the WebSocket server.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+AUTH_MODES = ("token", "none")
+
+
+class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Component ``websocket``: its flat option names, as ``--component-options`` and the flags spell them."""
+
+    websocket_addr: str = ""
+    """``host:port`` or ``:port`` (``--websocket-addr``); a part left empty comes from ``ws_host`` or
+    ``ws_port``."""
+    ws_host: str = "0.0.0.0"
+    """Address to listen on, unless ``websocket_addr`` names one."""
+    ws_port: int = 9090
+    """Port to listen on, unless ``websocket_addr`` names one."""
+    ws_auth: str = "token"
+    """``token`` (TokenReview + SubjectAccessReview) or ``none`` (local development only; ``--ws-auth``)."""
+    ws_heartbeat_s: float = 30.0
+    """Ping interval; a peer silent for half of it after a ping is disconnected."""
+    ws_tls_cert_file: str | None = None
+    """PEM serving certificate; None: plain ``ws://``."""
+    ws_tls_key_file: str | None = None
+    """PEM private key of ``ws_tls_cert_file``."""
+    ws_ring_size: int = 4096
+    """Changes kept per topic for resume."""
+    ws_queue_size: int = 1024
+    """Frames queued per connection before it is declared lagging and resynced."""
+    ws_auth_cache_ttl_s: float = 30.0
+    """How long TokenReview/SubjectAccessReview answers are reused (0: not at all)."""
+
+    def __post_init__(self) -> None:
+        # msgspec reports a ValueError raised here as a ValidationError; the message names the key.
+        if self.ws_auth not in AUTH_MODES:
+            raise ValueError(f"ws_auth must be token or none, not {self.ws_auth!r}")
+        if self.websocket_addr and not self.websocket_addr.rpartition(":")[2].isdigit():
+            raise ValueError(f"websocket_addr must be host:port or :port, not {self.websocket_addr!r}")
+
+    @property
+    def host(self) -> str:
+        """The address to listen on."""
+        return self.websocket_addr.rpartition(":")[0] or self.ws_host
+
+    @property
+    def port(self) -> int:
+        """The port to listen on."""
+        port = self.websocket_addr.rpartition(":")[2]
+        return int(port) if port else self.ws_port
