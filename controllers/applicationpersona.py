@@ -1,6 +1,6 @@
 """The ApplicationPersona controller: every app's Deployments checked against its persona, continuously.
 
-Behaviour: ``shared/spec/operator.md`` §2, with the original's bugs fixed (§10):
+Rules it keeps:
 
 * **Triggers.** Persona events whose generation changed (so neither this controller's own status writes nor
   the Argo CD controller's wake it), every Deployment event mapped to personas through indexes (old *and*
@@ -13,7 +13,7 @@ Behaviour: ``shared/spec/operator.md`` §2, with the original's bugs fixed (§10
   validation and the Ready/Validated conditions. Fields of other managers (``status.argoCD``, the baseline's
   ``learned`` and ``recommendations`` under ``dorgu-applicationpersona-baseline``) are never touched. A
   field this manager owns and leaves out of an apply is deleted, so every apply carries all of them (on the
-  Pending path the last ``deployments.current`` is re-sent, as the original leaves it in place).
+  Pending path — no Deployment matches — the last ``deployments.current`` is re-sent, so it stays in place).
 * **No write storm.** The status is written only when something but timestamps changed (compared with
   timestamps truncated to whole seconds, as the server stores them), or when the last write is older than
   the heartbeat interval (30 min by default).
@@ -345,7 +345,7 @@ class ApplicationPersonaReconciler:
             )
         tracking = a.deployments
         if tracking is None and old.deployments and old.deployments.current is not None:
-            # Pending path: the original leaves status.deployments alone; under SSA: re-send it.
+            # Pending path: status.deployments stays as it was, which under SSA means re-sending it.
             tracking = DeploymentTracking(current=old.deployments.current)
         return ApplicationPersonaStatus(
             observed_generation=gen,

@@ -1,18 +1,18 @@
 """The Argo CD controller: each ApplicationPersona's ``status.argoCD`` mirrors its Argo CD Application.
 
-Behaviour: ``shared/spec/operator.md`` §5, with the original's bugs fixed (§10.1 item 2, §10.2 items 13, 19):
+Rules it keeps:
 
 * **Argo CD optional.** At start the controller asks discovery whether ``argoproj.io/v1alpha1
   applications`` is served; if not, it logs that once and asks again every ``crd_poll_interval_s``, and
   starts its Application informer (all namespaces) as soon as the CRD appears. The process never fails
-  for want of the CRD (the original crash-looped after 2 minutes).
+  (nor restarts) for want of the CRD.
 * **Keyed by persona**, event-driven (no 30-s polling): an Application event maps to the persona it binds
   to (old and new object on an update, the last known one on a delete); a persona event maps to every
   persona with the same ``spec.name`` (another one appearing can make a fallback ambiguous).
 * **Binding.** App name = label ``app.kubernetes.io/name``, else label ``app``, else the Application's
   name (an empty label value counts as absent). The persona with that ``spec.name`` in the destination
   namespace (first by name); otherwise the one persona with that ``spec.name`` in all namespaces — only
-  when exactly one exists (the original took any, binding to unrelated namespaces by accident).
+  when exactly one exists (never any one of several: that would bind unrelated namespaces by accident).
   Several Applications binding one persona: the first by namespace/name wins, deterministically.
 * **Status** ``status.argoCD`` (syncStatus, healthStatus, revision — multi-source ``revisions`` joined
   with ``,`` —, lastSyncTime from ``operationState.finishedAt``, applicationName/Namespace) is written

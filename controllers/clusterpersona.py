@@ -1,7 +1,6 @@
 """The ClusterPersona controller ("Cluster Soul"): a picture of the cluster in every ClusterPersona's status.
 
-Behaviour: ``shared/spec/operator.md`` §6 (heuristics in :mod:`dorgu.domain.discovery`), with the original's
-bugs fixed (§10.2 items 6–8, 14):
+The heuristics are in :mod:`dorgu.domain.discovery`. Rules this controller keeps:
 
 * **Triggers.** ClusterPersona events whose generation changed (its own status writes do not wake it), a
   periodic discovery (5 min by default, jittered ±10 %), and Node changes: a Node added or removed, or one

@@ -1,7 +1,7 @@
 """The operator's WebSocket server (component ``websocket``): live persona/cluster/event streams and queries.
 
-Protocol: :mod:`dorgu.domain.protocol` (the original's, versioned, with its bugs fixed). Rules this server
-keeps:
+Protocol: :mod:`dorgu.domain.protocol` (versioned; its wire shape is fixed, changes are additive). Rules this
+server keeps:
 
 * **Every replica runs it** (no leader election) and answers from its **own informer caches** of
   ApplicationPersonas, ClusterPersonas and the Kubernetes Events about ApplicationPersonas; it never writes
@@ -61,7 +61,7 @@ class WebSocketSettings:
     host: str = "0.0.0.0"
     """Address to listen on."""
     port: int = 9090
-    """Port to listen on (the original's default)."""
+    """Port to listen on (9090: the CLI's default ``ws://localhost:9090/ws``)."""
     auth: str = "token"
     """``token``: TokenReview + SubjectAccessReview; ``none``: no checks (local development only)."""
     heartbeat_s: float = 30.0
@@ -306,7 +306,7 @@ class WebSocketServer:
         if kind == p.UPDATED and old is not None:
             before, after = set(_node_names(old)), set(_node_names(obj))
             if before != after:
-                # The original's node events: one per direction, then the plain update below.
+                # Node events first (nodeAdded / nodeRemoved, one per direction), then the plain update below.
                 if after - before:
                     self._publish(
                         p.TOPIC_CLUSTER, obj, cluster_state(obj, p.ClusterEvent, event_type=p.NODE_ADDED)
@@ -508,7 +508,7 @@ class WebSocketServer:
         )
 
     async def _persona_request(self, user: User, raw: Any) -> Any:
-        # The original ignored a payload that is not an object ("all namespaces"): kept.
+        # A payload that is not an object is an empty query ("all namespaces"), never an error.
         q: p.PersonaQuery = p.payload_as(raw if isinstance(raw, dict) else None, p.PersonaQuery)
         action = q.action or ("get" if q.name else "list")
         if action == "validate":
