@@ -229,6 +229,10 @@ def run_demo(*, wait: bool) -> int:
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Ctrl-C is installed explicitly, not left to Python's default: a process started from a shell without
+    # job control (a background job, `make test &`, some CI runners) inherits SIGINT *ignored*, and Python
+    # then never raises KeyboardInterrupt — the demo would not stop on Ctrl-C.
+    signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     work = Path(tempfile.mkdtemp(prefix="dorgu-demo-"))
     operator: Operator | None = None
