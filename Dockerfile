@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The dorgu operator (and CLI): `make image`. Multi-stage: wheels are built in the first stage; the final
 # stage has the virtualenv only — no compiler, no pip — and runs as 65532 on a read-only root filesystem
-# (deploy/operator/statefulset.yaml mounts an emptyDir at /tmp, the only place it writes).
+# (deploy/operator/statefulset.yaml mounts an emptyDir at /tmp, the only place it writes). The venv holds
+# the runtime dependencies only: `pip install .` without extras (matplotlib is the `bench` extra's).
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim AS build
@@ -17,6 +18,10 @@ COPY controllers ./controllers
 COPY webhook ./webhook
 COPY cli ./cli
 COPY certs ./certs
+# Package data of the wheel (cli/deploy/): the CRDs, samples and demo app the CLI reads at run time.
+COPY deploy/crds ./deploy/crds
+COPY deploy/samples ./deploy/samples
+COPY deploy/demo-app ./deploy/demo-app
 RUN python -m venv /opt/dorgu \
  && /opt/dorgu/bin/pip install --upgrade pip \
  && /opt/dorgu/bin/pip install . \

@@ -36,8 +36,9 @@ import yaml
 from cli import paths
 from dorgu.envtest import ApiError, ControlPlane, ControlPlaneSettings, HarnessClient, format_table
 
-ROOT = paths.DEPLOY.parent
-APP_DIR = paths.DEPLOY / "demo-app"
+ROOT = paths.code_root()
+"""Working directory and PYTHONPATH of the ``python -m cli.main`` children: they import our own code."""
+APP_DIR = paths.demo_app_dir()
 APP = "order-service"
 NS = "shop"
 SYSTEM_NS = "dorgu-system"

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from cli import paths
 from cli.bench import workload as w
 from cli.bench.progress import ProgressBar
 from cli.errors import Failure, InputError
@@ -35,7 +36,8 @@ from dorgu.runtime.errors import ApiError, NotFound
 from dorgu.runtime.informer import Handlers
 from dorgu.runtime.resource import DEPLOYMENTS, LEASES, NAMESPACES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+CODE_ROOT = paths.code_root()
+"""Working directory and PYTHONPATH of the operator child: it imports the bench's own code."""
 FIELD_MANAGER = "dorgu-bench"
 """The bench's own writes (seeding, Deployment changes, the kubelet stand-in)."""
 CEILING_FIELD_MANAGER = "dorgu-bench-ceiling"
@@ -119,9 +121,9 @@ class Operator:
 
     def start(self) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            self.argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log
+            self.argv, cwd=CODE_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log
         )
 
     def check(self) -> None:
