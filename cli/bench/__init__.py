@@ -28,13 +28,15 @@ Options:
                               flight; the faster counts) [default: 6].
   --timeout=S                 Fail a phase that has not converged after this long [default: 600].
   -o FORMAT --output=FORMAT   table or json [default: table].
-  --plot=FILE                 Also write a PNG: latency CDF and throughput over time (needs matplotlib).
+  --plot=FILE                 Also write a PNG: latency CDF and throughput over time (needs matplotlib,
+                              the `bench` extra: pip install 'dorgu[bench]').
   --config FILE               Ignored (accepted by every command).
   --no-color                  No colours.
   -h --help                   Show this help.
 
 Exit codes: 0 the bench ran (whether or not it met the targets), 1 it failed (cluster, operator,
-convergence timeout), 2 bad flags or a namespace that already exists.
+convergence timeout), 2 bad flags, --plot without matplotlib (checked before anything runs) or a namespace
+that already exists.
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ def settings_from(args: dict[str, Any]) -> Any:
         raise InputError(f"-o must be table or json, not {args['--output']!r}")
     if args["--plot"] and not str(args["--plot"]).endswith(".png"):
         raise InputError("--plot must name a .png file")
+    if args["--plot"]:
+        from cli.bench.report import require_matplotlib
+
+        require_matplotlib()
     return BenchSettings(
         personas=_number(args, "--personas", integer=True),
         changes_per_s=_number(args, "--changes-per-sec"),

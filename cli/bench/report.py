@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from cli.errors import Failure
+from cli.errors import Failure, InputError
 from cli.output import color_enabled
 
 # The issue's targets for this 2-core machine (control plane on the same machine) and the references.
@@ -149,6 +150,18 @@ def table(r: dict[str, Any], *, color: bool = True) -> str:
     return "\n".join(lines)
 
 
+MATPLOTLIB_MISSING = "--plot needs matplotlib, which is not installed: pip install 'dorgu[bench]'"
+"""matplotlib is the ``bench`` extra's only package: a plain ``pip install dorgu`` (and the operator's image)
+goes without it."""
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`InputError` (exit 2) when matplotlib is not installed — checked before the bench runs, so
+    a missing extra never costs a whole run."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError(MATPLOTLIB_MISSING)
+
+
 def plot(r: dict[str, Any], path: Path) -> None:
     """Latency CDF (steady state) and throughput over time (persona status writes and Deployment changes per
     second, phases shaded). matplotlib is imported only here."""
@@ -158,7 +171,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise Failure("--plot needs matplotlib (pip install matplotlib)") from None
+        raise Failure(MATPLOTLIB_MISSING) from None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
     lat = sorted(x * 1000 for x in r["steady"]["latencies_s"])
     if lat:
