@@ -1,7 +1,7 @@
 """Benchmark of the admission webhook (``webhook.server``), directly and through a real kube-apiserver.
 
-Run ``.venv/bin/python bench/webhook.py [--duration 10] [--rate 500] [--concurrency 64] [--json]``. It starts
-its own control plane (etcd + kube-apiserver 1.20, no controller-manager) with dorgu's CRDs, one
+Run ``.venv/bin/python bench/admission.py [--duration 10] [--rate 500] [--concurrency 64] [--json]``.
+It starts its own control plane (etcd + kube-apiserver 1.20, no controller-manager) with dorgu's CRDs, one
 ApplicationPersona in an opted-in namespace, and **one webhook replica in a process of its own** (the real
 ``webhook.server.run`` entry point on uvloop, as the supervisor runs it). The load generators are other
 processes, so they never take the server's event loop: ``wrk`` (Debian package ``wrk``, with a Lua POST

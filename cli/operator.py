@@ -31,7 +31,7 @@ Options:
                                 development only) (default: token).
   --component-options=JSON      More options, a JSON object (tuning and tests, e.g. {"lease_duration_s":
                                 15}). Each component gets the keys its settings struct has
-                                (controllers.settings, webhook.settings, webhook.ws_settings); a key no
+                                (controllers.settings, webhook.settings, webhook.ws.settings); a key no
                                 chosen component has, or a bad value, is an error.
   --log-level=LEVEL             debug, info, warning or error [default: info].
   --config FILE                 Ignored (accepted by every command).
@@ -76,7 +76,7 @@ COMPONENTS: dict[str, Component] = {
     ),
     "argocd": Component(target="controllers.argocd:run", settings="controllers.settings:ArgoCDSettings"),
     "webhook": Component(target="webhook.server:run", settings="webhook.settings:WebhookOptions"),
-    "websocket": Component(target="webhook.websocket:run", settings="webhook.ws_settings:WebSocketOptions"),
+    "websocket": Component(target="webhook.ws.server:run", settings="webhook.ws.settings:WebSocketOptions"),
 }
 
 

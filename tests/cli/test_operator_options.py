@@ -18,7 +18,7 @@ from controllers.component import lease_settings
 from controllers.settings import ArgoCDSettings, ClusterPersonaSettings, PersonaSettings
 from tests.cli.conftest import ROOT, Result
 from webhook.server import WebhookSettings, settings_from_options
-from webhook.websocket import WebSocketSettings
+from webhook.ws.server import WebSocketSettings
 
 ALL = ",".join(operator.COMPONENTS)
 
@@ -172,4 +172,4 @@ def test_checking_options_loads_no_component() -> None:
         "print(sorted(loaded))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['controllers.settings', 'webhook.settings', 'webhook.ws_settings']"
+    assert out.stdout.strip() == "['controllers.settings', 'webhook.settings', 'webhook.ws', 'webhook.ws.settings']"

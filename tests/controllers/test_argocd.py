@@ -34,7 +34,7 @@ AP_MANAGER = "dorgu-applicationpersona"
 _n = itertools.count()
 DEADLINE_S = 90.0
 """How long a wait on the control plane may take before the test fails: a hang guard, never a speed claim
-(how fast the controller mirrors a status is ``bench/controllers.py``'s figure)."""
+(how fast the controller mirrors a status is ``bench/controller_latency.py``'s figure)."""
 
 R = TypeVar("R")
 

@@ -27,7 +27,7 @@ from tests.controllers.cp_kit import running
 _n = itertools.count()
 DEADLINE_S = 90.0
 """How long a wait on the control plane may take before the test fails: a hang guard, never a speed claim
-(how fast a node change reaches the status is ``bench/controllers.py``'s figure)."""
+(how fast a node change reaches the status is ``bench/controller_latency.py``'s figure)."""
 
 R = TypeVar("R")
 

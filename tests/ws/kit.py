@@ -61,7 +61,7 @@ class Operator:
         components = [
             {
                 "name": name,
-                "target": "webhook.websocket:run",
+                "target": "webhook.ws.server:run",
                 "options": {"ws_host": "127.0.0.1", "ws_port": self.ports[name], **opts},
             }
             for name, opts in servers.items()

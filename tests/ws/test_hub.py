@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from dorgu.domain import protocol as p
-from webhook.ws_hub import Connection, Filter, HubSettings, Ring, Subscription, Topic, make_change
+from webhook.ws.hub import Connection, Filter, HubSettings, Ring, Subscription, Topic, make_change
 
 
 def test_envelope_round_trips_in_both_framings_and_keeps_original_keys() -> None:

@@ -13,7 +13,7 @@ server keeps:
   1002 (aiohttp); a message that does not decode gets an ``error`` (``invalid_message``, or
   ``unknown_message_type`` for an unknown ``type``) and the connection stays open.
 * Messages of one connection are handled in arrival order; replies and events share the connection's
-  bounded queue (:mod:`webhook.ws_hub`), so a reply is never overtaken by an event queued after it.
+  bounded queue (:mod:`webhook.ws.hub`), so a reply is never overtaken by an event queued after it.
 * Every ``error`` echoes the ``requestId`` of the message it answers.
 """
 
@@ -45,9 +45,9 @@ from dorgu.runtime.manager import Manager
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
-from webhook.ws_auth import Authenticator, AuthSettings, Unauthenticated, User
-from webhook.ws_hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
-from webhook.ws_settings import WebSocketOptions
+from webhook.ws.auth import Authenticator, AuthSettings, Unauthenticated, User
+from webhook.ws.hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
+from webhook.ws.settings import WebSocketOptions
 
 log = logging.getLogger("dorgu.websocket")
 
@@ -80,7 +80,7 @@ class WebSocketSettings:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> WebSocketSettings:
         """The component's settings from its options (``ctx.options``, converted to
-        :class:`~webhook.ws_settings.WebSocketOptions`); a bad key or value raises ``msgspec.ValidationError``
+        :class:`~webhook.ws.settings.WebSocketOptions`); a bad key or value raises ``msgspec.ValidationError``
         (a ``ValueError``) naming it."""
         o = msgspec.convert(dict(options), type=WebSocketOptions)
         return cls(

@@ -1,7 +1,7 @@
 """The WebSocket server component's options: one typed struct, the only place their defaults live.
 
-``webhook.websocket.run`` converts ``ctx.options`` to :class:`WebSocketOptions` once and builds its
-:class:`~webhook.websocket.WebSocketSettings` from it; an unknown key or a bad value is an error naming it.
+``webhook.ws.server.run`` converts ``ctx.options`` to :class:`WebSocketOptions` once and builds its
+:class:`~webhook.ws.server.WebSocketSettings` from it; an unknown key or a bad value is an error naming it.
 ``dorgu operator`` converts them too, before anything starts, to refuse a bad ``--component-options`` with a
 usage error. That is why this module stands apart from the server: it imports msgspec and nothing else, so
 the supervisor process can check options without loading the WebSocket server.
