@@ -172,4 +172,5 @@ def test_checking_options_loads_no_component() -> None:
         "print(sorted(loaded))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['controllers.settings', 'webhook.settings', 'webhook.ws', 'webhook.ws.settings']"
+    loaded = ["controllers.settings", "webhook.settings", "webhook.ws", "webhook.ws.settings"]
+    assert out.stdout.strip() == str(loaded)

@@ -1,7 +1,8 @@
 """The Argo CD controller against a real API server with the real Argo CD Application CRD.
 
-The CRD (``shared/data/argocd/application-crd.yaml``) is installed with server-side apply *after* the
-controller started; it has no status subresource, so Applications get their ``status`` by a plain update.
+Argo CD's own CRD (``tests/fixtures/argocd/application-crd.yaml``) is installed with server-side apply
+*after* the controller started; it has no status subresource, so Applications get their ``status`` by a
+plain update.
 The ApplicationPersona controller's writes are played by the test under its field manager
 (``dorgu-applicationpersona``): neither manager may clobber the other's fields.
 """
@@ -26,8 +27,8 @@ from tests.controllers import cp_kit
 from tests.controllers.cp_kit import running
 
 ROOT = Path(__file__).resolve().parents[2]
-_CANDIDATES = (ROOT.parent / "shared/data/argocd", Path("/work/shared/data/argocd"))
-ARGO_CRD = next(d / "application-crd.yaml" for d in _CANDIDATES if (d / "application-crd.yaml").exists())
+ARGO_CRD = ROOT / "tests/fixtures/argocd/application-crd.yaml"
+"""The real Argo CD Application CRD (upstream's manifest, kept in the repository for the tests)."""
 CRD_NAME = "applications.argoproj.io"
 CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
 AP_MANAGER = "dorgu-applicationpersona"

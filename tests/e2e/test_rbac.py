@@ -53,8 +53,7 @@ from tests.e2e.kit import (
 )
 
 CRDS = tuple(sorted((DEPLOY / "crds").glob("*.yaml")))
-_ARGO = (ROOT.parent / "shared/data/argocd", Path("/work/shared/data/argocd"))
-ARGO_CRD = next((d / "application-crd.yaml" for d in _ARGO if (d / "application-crd.yaml").exists()), None)
+ARGO_CRD = ROOT / "tests/fixtures/argocd/application-crd.yaml"
 APP_NS = "shop"
 
 
