@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.errors import InputError
+
 
 @dataclass(frozen=True, kw_only=True)
 class Component:
@@ -80,26 +82,22 @@ COMPONENTS: dict[str, Component] = {
 }
 
 
-class UsageError(Exception):
-    """A flag value that cannot be used (exit code 2)."""
-
-
 def _bool(value: str, flag: str) -> bool:
     v = value.strip().lower()
     if v in ("true", "1", "yes"):
         return True
     if v in ("false", "0", "no"):
         return False
-    raise UsageError(f"{flag} must be true or false, not {value!r}")
+    raise InputError(f"{flag} must be true or false, not {value!r}")
 
 
 def _positive(value: str, flag: str) -> float:
     try:
         f = float(value)
     except ValueError:
-        raise UsageError(f"{flag} must be a number of seconds, not {value!r}") from None
+        raise InputError(f"{flag} must be a number of seconds, not {value!r}") from None
     if f <= 0:
-        raise UsageError(f"{flag} must be positive")
+        raise InputError(f"{flag} must be positive")
     return f
 
 
@@ -139,12 +137,12 @@ def _flag_options(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("--webhook-mode") is not None:
         mode = str(args["--webhook-mode"])
         if mode not in ("advisory", "enforcing"):
-            raise UsageError(f"--webhook-mode must be advisory or enforcing, not {mode!r}")
+            raise InputError(f"--webhook-mode must be advisory or enforcing, not {mode!r}")
         out["webhook_mode"] = mode
     if args.get("--webhook-bind-address") is not None:
         host, _, port = str(args["--webhook-bind-address"]).rpartition(":")
         if not port.isdigit():
-            raise UsageError("--webhook-bind-address must be host:port")
+            raise InputError("--webhook-bind-address must be host:port")
         out["webhook_host"] = host or "0.0.0.0"
         out["webhook_port"] = int(port)
     if args.get("--webhook-url"):
@@ -154,12 +152,12 @@ def _flag_options(args: dict[str, Any]) -> dict[str, Any]:
     if args.get("--websocket-addr") is not None:
         ws_addr = str(args["--websocket-addr"])
         if not ws_addr.rpartition(":")[2].isdigit():
-            raise UsageError("--websocket-addr must be host:port or :port")
+            raise InputError("--websocket-addr must be host:port or :port")
         out["websocket_addr"] = ws_addr
     if args.get("--ws-auth") is not None:
         ws_auth = str(args["--ws-auth"])
         if ws_auth not in ("token", "none"):
-            raise UsageError(f"--ws-auth must be token or none, not {ws_auth!r}")
+            raise InputError(f"--ws-auth must be token or none, not {ws_auth!r}")
         out["ws_auth"] = ws_auth
     return out
 
@@ -170,9 +168,9 @@ def _extra_options(text: str | None) -> dict[str, Any]:
     try:
         more = json.loads(text)
     except ValueError as e:
-        raise UsageError(f"--component-options must be a JSON object: {e}") from None
+        raise InputError(f"--component-options must be a JSON object: {e}") from None
     if not isinstance(more, dict):
-        raise UsageError("--component-options must be a JSON object")
+        raise InputError("--component-options must be a JSON object")
     return more
 
 
@@ -195,35 +193,35 @@ def component_options(
         else:
             close = difflib.get_close_matches(key, sorted(set().union(*taken.values())), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "no component takes it"
-        raise UsageError(f"--component-options: unknown option {key!r} for {', '.join(names)} ({hint})")
+        raise InputError(f"--component-options: unknown option {key!r} for {', '.join(names)} ({hint})")
     out: dict[str, dict[str, Any]] = {}
     for n in names:
         options = {k: v for k, v in {**flags, **extra}.items() if k in taken[n]}
         try:
             msgspec.convert(options, type=settings_type(n))
         except msgspec.ValidationError as e:
-            raise UsageError(f"--component-options: {n}: {e}") from None
+            raise InputError(f"--component-options: {n}: {e}") from None
         out[n] = options
     return out
 
 
 def plan(args: dict[str, Any]) -> tuple[list[Any], Any, str | None]:
     """Turn the command line into (component specs, supervisor settings, the Lease namespace given) without
-    starting anything; a bad flag or option raises :class:`UsageError`."""
+    starting anything; a bad flag or option raises :class:`InputError`."""
     from dorgu.runtime.component import ComponentSpec
     from dorgu.runtime.supervisor import SupervisorSettings
 
     names = [n.strip() for n in str(args["--components"]).split(",") if n.strip()]
     unknown = [n for n in names if n not in COMPONENTS]
     if unknown:
-        raise UsageError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
+        raise InputError(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(COMPONENTS)}")
     missing = [n for n in names if not _available(COMPONENTS[n].target)]
     if missing:
-        raise UsageError(f"component(s) {', '.join(missing)} are not part of this build")
+        raise InputError(f"component(s) {', '.join(missing)} are not part of this build")
     identity = args["--identity"] or os.environ.get("POD_NAME") or socket.gethostname()
     host, _, port = str(args["--metrics-bind-address"]).rpartition(":")
     if not port.isdigit():
-        raise UsageError("--metrics-bind-address must be host:port")
+        raise InputError("--metrics-bind-address must be host:port")
     flags = _flag_options(args)
     extra = _extra_options(args.get("--component-options"))
     options = component_options(names, flags=flags, extra=extra)
@@ -250,7 +248,7 @@ def run_with(args: dict[str, Any]) -> int:
 
     try:
         specs, settings, lease_namespace = plan(args)
-    except UsageError as e:
+    except InputError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
     run_dir = Path(tempfile.mkdtemp(prefix="dorgu-operator-"))
