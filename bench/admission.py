@@ -45,6 +45,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.report import emit  # noqa: E402
+
 TARGET_MAX_RPS = 1500.0
 TARGET_P99_MS = 10.0
 NS_CHECKED = "bench-checked"
@@ -440,11 +442,7 @@ def main() -> int:
             f"\n{label} at {a.low_rate:.0f}/s: p50 {o['p50_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms, "
             f"achieved {o['achieved_rps']:.0f}/s"
         )
-    if a.json:
-        print(table, file=sys.stderr)
-        print(json.dumps(figures))
-    else:
-        print(table)
+    emit(table, figures, as_json=a.json)
     return 0
 
 

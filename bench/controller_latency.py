@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import statistics
 import sys
 import threading
@@ -40,10 +38,11 @@ import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0]; no module here is named like a package of ours (none shadows
-# one). The repository root is added for the test kits some benchmarks reuse.
+# one). The repository root is added for bench.report and the test kits some benchmarks reuse.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import aligned_table, check, emit, load_before_start, machine, progress, verdicts  # noqa: E402
 from controllers.argocd import ArgoCDReconciler, ArgoCDSettings  # noqa: E402
 from controllers.clusterpersona import ClusterPersonaReconciler, ClusterPersonaSettings  # noqa: E402
 from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS  # noqa: E402
@@ -238,15 +237,8 @@ def _spread(xs: list[float]) -> dict[str, Any]:
     }
 
 
-def _check(value: float, target: float) -> dict[str, Any]:
-    return {"value": value, "target": f"<= {target:g}", "pass": value <= target}
-
-
 def table(fig: dict[str, Any]) -> str:
-    chk = fig["checks"]
-
-    def verdict(name: str) -> str:
-        return "PASS" if chk[name]["pass"] else "FAIL"
+    verdict = verdicts(fig["checks"])
 
     def ms(x: float) -> str:
         return f"{x * 1000:.0f} ms"
@@ -263,12 +255,7 @@ def table(fig: dict[str, Any]) -> str:
         (f"     p50 beyond the {ms(fig['node_debounce_s'])} node debounce",
          ms(fig["discovery_beyond_debounce_p50_s"]), "", "info"),
     ]  # fmt: skip
-    head = ("figure", "value", "target", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return aligned_table(("figure", "value", "target", "result"), rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,30 +265,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures on stdout")
     args = ap.parse_args(argv)
 
-    load = os.getloadavg()[0]
+    load = load_before_start()
     t0 = time.monotonic()
     with ControlPlane(ControlPlaneSettings(crds=CRDS)) as cp:
         kube = cp.client()
         install_argo_crd(kube)
-        print("[bench] 1. Argo CD mirroring", file=sys.stderr, flush=True)
+        progress("1. Argo CD mirroring")
         fig = bench_argocd(cp, kube, args.trials)
-        print("[bench] 2. ClusterPersona discovery after a node change", file=sys.stderr, flush=True)
+        progress("2. ClusterPersona discovery after a node change")
         fig.update(bench_discovery(cp, kube, args.trials, args.node_debounce))
     fig["checks"] = {
-        "argocd_p50_s": _check(fig["argocd"]["p50_s"], TARGET_ARGO_P50_S),
-        "argocd_max_s": _check(fig["argocd"]["max_s"], TARGET_ARGO_MAX_S),
-        "discovery_max_s": _check(fig["discovery"]["max_s"], TARGET_DISCOVERY_MAX_S),
+        "argocd_p50_s": check(fig["argocd"]["p50_s"], TARGET_ARGO_P50_S),
+        "argocd_max_s": check(fig["argocd"]["max_s"], TARGET_ARGO_MAX_S),
+        "discovery_max_s": check(fig["discovery"]["max_s"], TARGET_DISCOVERY_MAX_S),
     }
-    fig.update(wall_s=time.monotonic() - t0, loadavg_1m_before=load, cpus=os.cpu_count())
-    text = table(fig) + (
-        f"\n\n(total {fig['wall_s']:.0f} s; {fig['cpus']} CPUs, "
-        f"1-minute load average {load:.1f} before the start)"
-    )
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(fig))
-    else:
-        print(text)
+    footer = machine(fig, started=t0, load=load)
+    emit(table(fig) + footer, fig, as_json=args.json)
     return 0
 
 

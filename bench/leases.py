@@ -39,21 +39,16 @@ else runs: the bench prints the load average it started under. Compare runs on t
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0]; no module here is named like a package of ours (none shadows
@@ -61,11 +56,23 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient  # noqa: E402
-from dorgu.runtime.resource import LEASES  # noqa: E402
+from bench.report import aligned_table, emit, load_before_start, machine, progress  # noqa: E402
+from tests.runtime.election_kit import (  # noqa: E402
+    DEFAULT_DURATIONS,
+    TEST_DURATIONS,
+    Candidate,
+    CandidateSettings,
+    Plane,
+    Req,
+    ScenarioFailed,
+    audit,
+    audited_plane,
+    ok_writes,
+    successor,
+    wait_for_leader,
+    wait_until,
+)
 
-TEST_DURATIONS = (3.0, 2.0, 0.5)  # lease, renew deadline, retry period
-DEFAULT_DURATIONS = (15.0, 10.0, 2.0)
 EXIT_HANDED_OVER = 75  # tests/runtime/programs/leader_candidate.py: "start me afresh at once"
 START_TIMEOUT_S = 45.0
 """Python processes starting at once on a busy machine: generous."""
@@ -76,224 +83,21 @@ HUNG_S = 5.0
 """A candidate named holder of its Lease this long without having started to lead is reported as hung."""
 SIGTERM_TARGET_MS = 1000.0
 SCENARIOS = ("failover", "defaults", "sigterm", "rebalance")
-AUDIT_POLICY = """\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-- level: Metadata
-  resources:
-  - group: coordination.k8s.io
-    resources: ["leases"]
-  - group: ""
-    resources: ["configmaps"]
-- level: None
-"""
-
-T = TypeVar("T")
 
 
-class ScenarioFailed(Exception):
-    """One run did not reach the state it waits for in time (the message says what and shows the
-    candidates)."""
-
-
-def progress(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-# -- the control plane and candidates ----------------------------------------------------------------------
-
-
-@dataclass
-class Plane:
-    cp: ControlPlane
-    kube: HarnessClient
-    audit_log: Path
-    logs: Path
-
-    def namespace(self, name: str) -> str:
-        self.kube.post(
-            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        )
-        return name
-
-    def holders(self, namespace: str, names: Sequence[str]) -> dict[str, str]:
-        """Lease name → holder ("" when free or missing), from one LIST."""
-        items = self.kube.get(LEASES.path(namespace=namespace)).get("items") or []
-        found = {i["metadata"]["name"]: str((i.get("spec") or {}).get("holderIdentity") or "") for i in items}
-        return {n: found.get(n, "") for n in names}
-
-
-class Candidate:
-    """One ``leader_candidate`` process; its JSON-line events are collected by a reader thread."""
-
-    def __init__(self, plane: Plane, args: list[str], log_name: str) -> None:
-        self.args = args
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.stderr_path = plane.logs / f"{log_name}.log"
-        self.ua = args[args.index("--user-agent") + 1]
-        self.identity = args[args.index("--identity") + 1]
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.runtime.programs.leader_candidate", *args],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            with self._lock:
-                self.events.append(event)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.events if e["event"] == kind]
-
-    def first(self, kind: str) -> dict[str, Any] | None:
-        found = self.of(kind)
-        return found[0] if found else None
-
-    def observed_leader(self, identity: str) -> bool:
-        return any(e.get("holder") == identity for e in self.of("leader"))
-
-    def send(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-        self._reader.join(10)
-
-    def describe(self) -> str:
-        with self._lock:
-            kinds = [e["event"] for e in self.events]
-        try:
-            tail = "\n    ".join(self.stderr_path.read_text(errors="replace").splitlines()[-6:])
-        except OSError:
-            tail = ""
-        return (
-            f"  {self.ua} (rc={self.proc.poll()}): {len(kinds)} events, last {kinds[-6:]}\n    stderr: {tail}"
-        )
-
-
-def candidate_args(
-    plane: Plane,
-    *,
-    identity: str,
-    lease: str,
-    namespace: str,
-    durations: tuple[float, float, float],
-    user_agent: str | None = None,
-    configmap: str = "leader-writes",
-    extra: Sequence[str] = (),
-) -> list[str]:
-    return [
-        # --token=X as one word: a random token may start with "-", which argparse takes for an option
-        "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), f"--token={plane.cp.admin_token}",
-        "--identity", identity, "--lease", lease, "--namespace", namespace,
-        "--durations", ",".join(f"{d:g}" for d in durations),
-        "--user-agent", user_agent or f"dorgu-bench/{identity}", "--configmap", configmap, *extra,
-    ]  # fmt: skip
-
-
-def wait_until(
-    pred: Callable[[], T | None], *, timeout: float, what: str, cands: Sequence[Candidate] = ()
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = "\n".join(c.describe() for c in cands)
-            raise ScenarioFailed(f"timed out after {timeout:.0f} s waiting for {what}\n{state}")
-        time.sleep(0.02)
-
-
-def wait_for_leader(cands: Sequence[Candidate], *, writes: int = 3) -> Candidate:
-    """The candidate that wrote ``writes`` times, once every other one observed it as the holder, and three
-    writes later (the followers' Lease watches are open by then)."""
-    leader = wait_until(
-        lambda: next((c for c in cands if len(c.of("write")) >= writes), None),
-        timeout=START_TIMEOUT_S, what="a leader's writes", cands=cands,
-    )  # fmt: skip
-    wait_until(
-        lambda: all(c.observed_leader(leader.identity) for c in cands if c is not leader),
-        timeout=START_TIMEOUT_S, what=f"the followers to observe {leader.identity}", cands=cands,
-    )  # fmt: skip
-    n = len(leader.of("write")) + 3
-    wait_until(lambda: len(leader.of("write")) >= n, timeout=15, what="more writes", cands=cands)
-    return leader
+def contender(ns: str, i: int, durations: tuple[float, float, float]) -> CandidateSettings:
+    """The ``i``-th of the candidates contending for Lease ``ctl`` in ``ns``."""
+    identity = f"{ns}-{i}"
+    return CandidateSettings(
+        identity=identity,
+        lease="ctl",
+        namespace=ns,
+        durations=durations,
+        user_agent=f"dorgu-bench/{identity}",
+    )
 
 
 # -- the audit log -----------------------------------------------------------------------------------------
-
-
-def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True)
-class Req:
-    """One finished request, as the audit log saw it (server-side timestamps, seconds since the epoch)."""
-
-    ua: str
-    verb: str
-    resource: str
-    code: int
-    received: float
-    done: float
-
-    @property
-    def ok_write(self) -> bool:
-        return 200 <= self.code < 300 and self.verb in ("create", "update", "patch")
-
-
-def audit(plane: Plane, namespace: str) -> list[Req]:
-    """The namespace's finished requests, in the order the server received them."""
-    out = []
-    for line in plane.audit_log.read_text().splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        ref = e.get("objectRef") or {}
-        if ref.get("namespace") != namespace or e.get("stage") != "ResponseComplete":
-            continue
-        out.append(
-            Req(
-                ua=e.get("userAgent", ""),
-                verb=e["verb"],
-                resource=ref.get("resource", ""),
-                code=int((e.get("responseStatus") or {}).get("code", 0)),
-                received=_ts(e["requestReceivedTimestamp"]),
-                done=_ts(e["stageTimestamp"]),
-            )
-        )
-    return sorted(out, key=lambda r: r.received)
-
-
-def ok_writes(reqs: list[Req], resource: str, ua: str | None = None) -> list[Req]:
-    return [r for r in reqs if r.resource == resource and r.ok_write and (ua is None or r.ua == ua)]
 
 
 def audit_with_write_of(plane: Plane, namespace: str, cand: Candidate) -> list[Req]:
@@ -312,16 +116,11 @@ def run_failover(plane: Plane, ns: str, durations: tuple[float, float, float], n
     cands: list[Candidate] = []
     try:
         for i in range(n):
-            args = candidate_args(plane, identity=f"{ns}-{i}", lease="ctl", namespace=ns, durations=durations)
-            cands.append(Candidate(plane, args, f"{ns}-{i}"))
-        leader = wait_for_leader(cands)
-        followers = [c for c in cands if c is not leader]
+            cands.append(Candidate(plane, contender(ns, i, durations)))
+        leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
         t_kill = time.monotonic()
         leader.send(signal.SIGKILL)
-        new = wait_until(
-            lambda: next((c for c in followers if c.of("write")), None),
-            timeout=lease_s + 2 * retry_s + 30, what="a new leader's first write", cands=cands,
-        )  # fmt: skip
+        new = successor(cands, leader, timeout=lease_s + 2 * retry_s + 30)
         first = new.first("write")
         assert first is not None
         reqs = audit_with_write_of(plane, ns, new)
@@ -340,22 +139,15 @@ def run_sigterm(plane: Plane, ns: str) -> dict[str, float]:
     cands: list[Candidate] = []
     try:
         for i in range(3):
-            args = candidate_args(
-                plane, identity=f"{ns}-{i}", lease="ctl", namespace=ns, durations=TEST_DURATIONS
-            )
-            cands.append(Candidate(plane, args, f"{ns}-{i}"))
-        leader = wait_for_leader(cands)
-        followers = [c for c in cands if c is not leader]
+            cands.append(Candidate(plane, contender(ns, i, TEST_DURATIONS)))
+        leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
         t_term = time.monotonic()
         leader.send(signal.SIGTERM)
         code = leader.wait_exit(timeout=30)
         released = leader.first("released")
         if code != 0 or released is None or released["holder"] != "":
             raise ScenarioFailed(f"the SIGTERM-ed leader did not release cleanly\n{leader.describe()}")
-        new = wait_until(
-            lambda: next((c for c in followers if c.of("write")), None),
-            timeout=30, what="a new leader's first write", cands=cands,
-        )  # fmt: skip
+        new = successor(cands, leader, timeout=30)
         first = new.first("write")
         assert first is not None
         reqs = audit_with_write_of(plane, ns, new)
@@ -376,17 +168,16 @@ def run_sigterm(plane: Plane, ns: str) -> dict[str, float]:
 
 @dataclass
 class Supervised:
-    """A candidate restarted with the same arguments whenever it exits (as the operator's supervisor
+    """A candidate restarted with the same settings whenever it exits (as the operator's supervisor
     restarts a component), until :meth:`close`."""
 
     plane: Plane
-    args: list[str]
-    name: str
+    settings: CandidateSettings
     generations: list[Candidate] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.generations.append(Candidate(self.plane, self.args, self.name))
+        self.generations.append(Candidate(self.plane, self.settings))
 
     @property
     def current(self) -> Candidate:
@@ -397,7 +188,7 @@ class Supervised:
         if code is not None:
             self.current.wait_exit(10)
             self.exit_codes.append(code)
-            self.generations.append(Candidate(self.plane, self.args, self.name))
+            self.generations.append(Candidate(self.plane, self.settings))
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [e for c in self.generations for e in c.of(kind)]
@@ -412,23 +203,17 @@ def run_rebalance(
 ) -> dict[str, Any]:
     leases = ("ctl-1", "ctl-2", "ctl-3")
     ids = ("replica-a", "replica-b", "replica-c")
-    extra = [
-        "--rebalance",
-        "--balance-period",
-        f"{balance_period_s:g}",
-        "--spread-delay",
-        f"{spread_delay_s:g}",
-    ]
     slots: dict[tuple[str, str], Supervised] = {}
     named_since: dict[tuple[str, str], float] = {}
 
     def start(identity: str) -> None:
         for lease in leases:
-            args = candidate_args(
-                plane, identity=identity, lease=lease, namespace=ns, durations=TEST_DURATIONS,
-                user_agent=f"dorgu-bench/{identity}/{lease}", configmap=f"writes-{lease}", extra=extra,
+            settings = CandidateSettings(
+                identity=identity, lease=lease, namespace=ns, durations=TEST_DURATIONS,
+                user_agent=f"dorgu-bench/{identity}/{lease}", configmap=f"writes-{lease}",
+                spread_delay_s=spread_delay_s, balance_period_s=balance_period_s,
             )  # fmt: skip
-            slots[identity, lease] = Supervised(plane, args, f"{ns}.{identity}.{lease}")
+            slots[identity, lease] = Supervised(plane, settings)
 
     def state() -> str:
         return "\n".join(c.describe() for s in slots.values() for c in s.generations)
@@ -690,12 +475,8 @@ def table(fig: dict[str, Any]) -> str:
             ),
         ]  # fmt: skip
     head: Row = ("figure", "min", "median", "max", "rule / target", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += [f"FAILED {failure.splitlines()[0]}" for failure in fig["failures"]]
-    return "\n".join(lines)
+    failed = [f"FAILED {failure.splitlines()[0]}" for failure in fig["failures"]]
+    return "\n".join([aligned_table(head, rows), *failed])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -722,36 +503,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        progress(
-            f"the 1-minute load average is {load:.1f} before the bench starts: other work shares the cores"
-        )
+    load = load_before_start()
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="dorgu-bench-leases-") as tmp:
-        work = Path(tmp)
-        policy = work / "audit-policy.yaml"
-        policy.write_text(AUDIT_POLICY)
-        audit_log = work / "audit.log"
-        settings = ControlPlaneSettings(
-            controllers=(),
-            extra_apiserver_flags=(f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}"),
-        )
-        with ControlPlane(settings) as cp:
-            plane = Plane(cp=cp, kube=cp.client(user_agent="dorgu-bench"), audit_log=audit_log, logs=work)
-            fig = measure(plane, args)
-    fig["wall_s"] = time.monotonic() - t0
-    fig["loadavg_1m_before"] = load
-    fig["cpus"] = os.cpu_count()
-    text = table(fig) + (
-        f"\n\n(total {fig['wall_s']:.0f} s; {fig['cpus']} CPUs, "
-        f"1-minute load average {load:.1f} before the start)"
-    )
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(fig))
-    else:
-        print(text)
+    with (
+        tempfile.TemporaryDirectory(prefix="dorgu-bench-leases-") as tmp,
+        audited_plane(Path(tmp), user_agent="dorgu-bench") as plane,
+    ):
+        fig = measure(plane, args)
+    footer = machine(fig, started=t0, load=load)
+    emit(table(fig) + footer, fig, as_json=args.json)
     return 1 if fig["failures"] else 0
 
 

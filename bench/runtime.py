@@ -86,6 +86,13 @@ from dorgu.runtime.workqueue import WorkQueue
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+# Run as a script, bench/ is sys.path[0]; no module here is named like a package of ours (none shadows
+# one). The repository root is added for bench.report.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.report import aligned_table, check, emit, load_before_start, machine, progress, verdicts  # noqa: E402
+
 CRD_PATH = BENCH_DIR / "crds" / "widgets.yaml"
 WIDGETS = Resource(group="bench.dorgu.io", version="v1", plural="widgets", kind="Widget", namespaced=True)
 LIST_NAMESPACE = "bench-list"
@@ -168,10 +175,6 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = fh.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def progress(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 async def ensure_namespace(client: ApiClient, name: str) -> None:
@@ -715,7 +718,7 @@ async def bench_workqueue(n: int, *, reps: int = 5) -> dict[str, Any]:
 
 
 def workqueue_checks(fig: dict[str, Any]) -> dict[str, Any]:
-    return {"workqueue_s": _check(fig["workqueue_s"], "<=", fig["workqueue_target_s"])}
+    return {"workqueue_s": check(fig["workqueue_s"], fig["workqueue_target_s"])}
 
 
 # -- 6. event recorder -------------------------------------------------------------------------------------
@@ -805,7 +808,7 @@ async def bench_events(client: ApiClient, conn: ConnectionSettings) -> dict[str,
 
 
 def events_checks(fig: dict[str, Any]) -> dict[str, Any]:
-    return {"event_stop_max_s": _check(fig["event_stop_max_s"], "<=", TARGET_EVENT_STOP_S)}
+    return {"event_stop_max_s": check(fig["event_stop_max_s"], TARGET_EVENT_STOP_S)}
 
 
 # -- the run -----------------------------------------------------------------------------------------------
@@ -880,7 +883,7 @@ async def figures_1_to_4(
         "reconcile_fraction_of_ceiling": (">=", TARGET_CEILING_FRACTION),
         "reconcile_per_s": (">=", STRETCH_RECONCILE_PER_S),  # the stretch target
     }
-    fig["checks"] = {name: _check(fig[name], op, target) for name, (op, target) in targets.items()}
+    fig["checks"] = {name: check(fig[name], target, op) for name, (op, target) in targets.items()}
     return fig
 
 
@@ -919,32 +922,18 @@ def _summary(runs: list[dict[str, Any]], key: str, *also: str) -> dict[str, Any]
     return out
 
 
-def _check(value: float, op: str, target: float) -> dict[str, Any]:
-    ok = value <= target if op == "<=" else value >= target
-    return {"value": value, "target": f"{op} {target:g}", "pass": ok}
-
-
 Row = tuple[str, str, str, str]
 
 
 def table(fig: dict[str, Any]) -> str:
-    chk = fig["checks"]
-
-    def verdict(name: str) -> str:
-        return "PASS" if chk[name]["pass"] else "FAIL"
-
+    verdict = verdicts(fig["checks"])
     # Each part is there unless --only left it out.
     rows = _control_plane_rows(fig, verdict) if "list_s" in fig else []
     if "workqueue_s" in fig:
         rows += _workqueue_rows(fig, verdict)
     if "event_write_ms" in fig:
         rows += _events_rows(fig, verdict)
-    head = ("figure", "value", "target", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return aligned_table(("figure", "value", "target", "result"), rows)
 
 
 def _events_rows(fig: dict[str, Any], verdict: Callable[[str], str]) -> list[Row]:
@@ -1156,11 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        progress(
-            f"the 1-minute load average is {load:.1f} before the bench starts: other work shares the cores"
-        )
+    load = load_before_start()
     t0 = time.monotonic()
     if args.only == "workqueue":
         progress(f"5. work queue, {args.queue_keys} keys")
@@ -1172,19 +1157,9 @@ def main(argv: list[str] | None = None) -> int:
                 install_crd(cp)
             SERVER_PIDS[:] = [cp.pids["kube-apiserver"], cp.pids["etcd"]]
             fig = uvloop.run(run_all(cp.connection(user_agent="dorgu-bench"), args))
-    fig["wall_s"] = time.monotonic() - t0
-    fig["loadavg_1m_before"] = load
-    fig["cpus"] = os.cpu_count()
     seeding = f", seeding {fig['seed_s']:.0f} s of it" if "seed_s" in fig else ""
-    text = table(fig) + (
-        f"\n\n(total {fig['wall_s']:.0f} s{seeding}; {fig['cpus']} CPUs, "
-        f"1-minute load average {load:.1f} before the start)"
-    )
-    if args.json:
-        print(text, file=sys.stderr)
-        print(json.dumps(fig))
-    else:
-        print(text)
+    footer = machine(fig, started=t0, load=load, note=seeding)
+    emit(table(fig) + footer, fig, as_json=args.json)
     return 0
 
 

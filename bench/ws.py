@@ -58,10 +58,11 @@ import msgspec
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is sys.path[0]; no module here is named like a package of ours (none shadows
-# one). The repository root is added for the test kits some benchmarks reuse.
+# one). The repository root is added for bench.report and the test kits some benchmarks reuse.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.report import aligned_table, check, emit, verdicts  # noqa: E402
 from dorgu.domain import protocol as p  # noqa: E402
 
 PERSONAS_PER_NS = 10
@@ -89,21 +90,20 @@ def serve(cfg: dict[str, Any]) -> None:
 
     async def main() -> None:
         conn = msgspec.convert(cfg["connection"], ConnectionSettings)
-        m = Manager(connection=conn)
+        ready = asyncio.Event()
+        m = Manager(connection=conn, set_ready=lambda r: r and ready.set())
         settings = WebSocketSettings(
             host="127.0.0.1", port=cfg["port"], auth="none",
             tls_cert_file=cfg.get("tls_cert_file"), tls_key_file=cfg.get("tls_key_file"),
         )  # fmt: skip
-        server = WebSocketServer(m, settings)
+        WebSocketServer(m, settings)  # wires itself onto the manager (informers, listener)
         stop = asyncio.Event()
-        ready = asyncio.Event()
-        serving = asyncio.create_task(server.serve(stop, ready=lambda r: r and ready.set()))
         run = asyncio.create_task(m.run(stop))
         await ready.wait()
         print("READY", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         stop.set()
-        await asyncio.gather(serving, run, return_exceptions=True)
+        await asyncio.gather(run, return_exceptions=True)
 
     _run(main())
 
@@ -374,21 +374,14 @@ def requests_scenario(args: argparse.Namespace, url: str, wss_url: str, ca_file:
     fig = asyncio.run(main())
     worst_silent = max(fig["silent_peer_ws"]["max_ms"], fig["silent_peer_wss"]["max_ms"]) / 1000
     fig["checks"] = {
-        "error_round_trip_p50_ms": _check(fig["error_round_trip"]["p50_ms"], TARGET_ROUND_TRIP_MS),
-        "silent_peer_max_s": _check(worst_silent, TARGET_SILENT_S),
+        "error_round_trip_p50_ms": check(fig["error_round_trip"]["p50_ms"], TARGET_ROUND_TRIP_MS),
+        "silent_peer_max_s": check(worst_silent, TARGET_SILENT_S),
     }
     return fig
 
 
-def _check(value: float, target: float) -> dict[str, Any]:
-    return {"value": value, "target": f"<= {target:g}", "pass": value <= target}
-
-
 def requests_table(fig: dict[str, Any]) -> str:
-    chk = fig["checks"]
-
-    def verdict(name: str) -> str:
-        return "PASS" if chk[name]["pass"] else "FAIL"
+    verdict = verdicts(fig["checks"])
 
     def spread(key: str) -> str:
         f = fig[key]
@@ -406,12 +399,7 @@ def requests_table(fig: dict[str, Any]) -> str:
         (f"silent peer wss://, gives up (bound {timeout_ms:g} ms)", spread("silent_peer_wss"),
          f"max ≤ {TARGET_SILENT_S:g} s", verdict("silent_peer_max_s")),
     ]  # fmt: skip
-    head = ("figure", "value", "target", "result")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return aligned_table(("figure", "value", "target", "result"), rows)
 
 
 def write_tls_files(tmp: Path) -> dict[str, str]:
@@ -535,11 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if requests is not None:
         text.append(("\n" if rows else "") + requests_table(requests))
-    if args.json:
-        print("\n".join(text), file=sys.stderr)
-        print(json.dumps(result))
-    else:
-        print("\n".join(text))
+    emit("\n".join(text), result, as_json=args.json)
     return 0
 
 

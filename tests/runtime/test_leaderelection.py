@@ -23,222 +23,58 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import FakeClock
 from dorgu.runtime.leaderelection import LeaderElectionSettings, LeaderElector, NotLeading
 from dorgu.runtime.resource import CONFIGMAPS, LEASES
+from tests.runtime.election_kit import (
+    DEFAULT_DURATIONS,
+    TEST_DURATIONS,
+    Candidate,
+    CandidateSettings,
+    Plane,
+    Req,
+    audit,
+    audited_plane,
+    ok_writes,
+    successor,
+    wait_for_leader,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-TEST_DURATIONS = (3.0, 2.0, 0.5)  # lease, renew deadline, retry period
-DEFAULT_DURATIONS = (15.0, 10.0, 2.0)
 START_TIMEOUT_S = 90.0
 """Python processes starting at once on a busy machine: generous."""
 SPREAD_DELAY_S = 20.0
 """Long enough that B, started right after A's second process, starts and wins on a loaded machine."""
 
-AUDIT_POLICY = """\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived"]
-rules:
-- level: Metadata
-  resources:
-  - group: coordination.k8s.io
-    resources: ["leases"]
-  - group: ""
-    resources: ["configmaps"]
-- level: None
-"""
-
-T = TypeVar("T")
-
-
-# -- the control plane -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Plane:
-    cp: ControlPlane
-    kube: HarnessClient
-    audit_log: Path
-    logs: Path
-
-    def namespace(self, name: str) -> str:
-        self.kube.post(
-            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        )
-        return name
-
-    def lease_holder(self, namespace: str, name: str) -> str:
-        lease = self.kube.get(LEASES.path(namespace=namespace, name=name))
-        return str((lease.get("spec") or {}).get("holderIdentity") or "")
-
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
-    work = tmp_path_factory.mktemp("leaderelection")
-    policy = work / "audit-policy.yaml"
-    policy.write_text(AUDIT_POLICY)
-    audit_log = work / "audit.log"
-    settings = ControlPlaneSettings(
-        controllers=(),
-        extra_apiserver_flags=(f"--audit-policy-file={policy}", f"--audit-log-path={audit_log}"),
-    )
-    with ControlPlane(settings) as cp:
-        yield Plane(cp=cp, kube=cp.client(), audit_log=audit_log, logs=work)
-
-
-# -- candidates --------------------------------------------------------------------------------------------
-
-
-class Candidate:
-    """One ``leader_candidate`` process; its JSON-line events are collected by a reader thread."""
-
-    def __init__(
-        self,
-        plane: Plane,
-        *,
-        identity: str,
-        lease: str,
-        namespace: str,
-        durations: tuple[float, float, float],
-        spread_delay_s: float = 0.0,
-        configmap: str = "leader-writes",
-        user_agent: str | None = None,
-    ) -> None:
-        self.identity = identity
-        self.ua = user_agent or f"dorgu-test/{identity}"
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.stderr_path = plane.logs / f"{namespace}.{identity}.{lease}.log"
-        args = [
-            sys.executable, "-m", "tests.runtime.programs.leader_candidate",
-            # --token=X as one word: a random token may start with "-", which argparse takes for an option
-            "--server", plane.cp.server, "--ca", str(plane.cp.ca_file), f"--token={plane.cp.admin_token}",
-            "--identity", identity, "--lease", lease, "--namespace", namespace,
-            "--durations", ",".join(str(d) for d in durations), "--user-agent", self.ua,
-            "--configmap", configmap, "--spread-delay", str(spread_delay_s),
-        ]  # fmt: skip
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-            )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            with self._lock:
-                self.events.append(event)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.events if e["event"] == kind]
-
-    def first(self, kind: str) -> dict[str, Any] | None:
-        found = self.of(kind)
-        return found[0] if found else None
-
-    def observed_leader(self, identity: str) -> bool:
-        return any(e.get("holder") == identity for e in self.of("leader"))
-
-    def send(self, sig: signal.Signals) -> None:
-        self.proc.send_signal(sig)
-
-    def wait_exit(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        return code
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            for sig in (signal.SIGCONT, signal.SIGKILL):
-                self.proc.send_signal(sig)
-            self.proc.wait(30)
-        self._reader.join(10)
-
-    def describe(self) -> str:
-        with self._lock:
-            kinds = [e["event"] for e in self.events]
-        try:
-            tail = "\n    ".join(self.stderr_path.read_text(errors="replace").splitlines()[-8:])
-        except OSError:
-            tail = ""
-        return (
-            f"  {self.identity} (rc={self.proc.poll()}): {len(kinds)} events, last {kinds[-6:]}\n"
-            f"    stderr: {tail}"
-        )
+    with audited_plane(tmp_path_factory.mktemp("leaderelection")) as p:
+        yield p
 
 
 @pytest.fixture
 def spawn(plane: Plane) -> Iterator[Callable[..., Candidate]]:
+    """Starts a candidate of :class:`CandidateSettings` ``**kw``; every one is killed after the test."""
     started: list[Candidate] = []
 
     def make(**kw: Any) -> Candidate:
-        c = Candidate(plane, **kw)
+        c = Candidate(plane, CandidateSettings(**kw))
         started.append(c)
         return c
 
     yield make
     for c in started:
         c.close()
-
-
-def wait_until(
-    pred: Callable[[], T | None], *, timeout: float, what: str, cands: Sequence[Candidate] = ()
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            state = "\n".join(c.describe() for c in cands)
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{state}")
-        time.sleep(0.02)
-
-
-def wait_for_leader(cands: Sequence[Candidate], *, writes: int = 3) -> Candidate:
-    """The candidate that wrote ``writes`` times, once every other candidate has observed it as holder."""
-    leader = wait_until(
-        lambda: next((c for c in cands if len(c.of("write")) >= writes), None),
-        timeout=START_TIMEOUT_S, what="a leader's writes", cands=cands,
-    )  # fmt: skip
-    wait_until(
-        lambda: all(c.observed_leader(leader.identity) for c in cands if c is not leader),
-        timeout=START_TIMEOUT_S, what=f"the followers to observe {leader.identity}", cands=cands,
-    )  # fmt: skip
-    # a few more writes: the followers' Lease watches are open by now
-    n = len(leader.of("write")) + 3
-    wait_until(lambda: len(leader.of("write")) >= n, timeout=60, what="more writes", cands=cands)
-    return leader
 
 
 def spawn_three(
@@ -248,58 +84,6 @@ def spawn_three(
 
 
 # -- the audit log -----------------------------------------------------------------------------------------
-
-
-def _ts(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True)
-class Req:
-    """One finished request, as the audit log saw it (server-side timestamps, seconds since the epoch)."""
-
-    ua: str
-    verb: str
-    resource: str
-    code: int
-    received: float
-    done: float
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.code < 300
-
-    @property
-    def write(self) -> bool:
-        return self.verb in ("create", "update", "patch")
-
-
-def audit(plane: Plane, namespace: str) -> list[Req]:
-    """The namespace's requests, in the order the server received them."""
-    out = []
-    for line in plane.audit_log.read_text().splitlines():
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        ref = e.get("objectRef") or {}
-        if ref.get("namespace") != namespace or e.get("stage") != "ResponseComplete":
-            continue
-        out.append(
-            Req(
-                ua=e.get("userAgent", ""),
-                verb=e["verb"],
-                resource=ref.get("resource", ""),
-                code=int((e.get("responseStatus") or {}).get("code", 0)),
-                received=_ts(e["requestReceivedTimestamp"]),
-                done=_ts(e["stageTimestamp"]),
-            )
-        )
-    return sorted(out, key=lambda r: r.received)
-
-
-def ok_writes(reqs: list[Req], resource: str) -> list[Req]:
-    return [r for r in reqs if r.resource == resource and r.write and r.ok]
 
 
 def settled_audit(plane: Plane, namespace: str, cands: Sequence[Candidate]) -> list[Req]:
@@ -439,7 +223,7 @@ def test_a_leader_that_sees_another_holder_is_fenced_at_once(plane: Plane) -> No
 def test_exactly_one_of_three_processes_leads(plane: Plane, spawn: Callable[..., Candidate]) -> None:
     ns = plane.namespace("le-contend")
     cands = spawn_three(spawn, ns, TEST_DURATIONS)
-    leader = wait_for_leader(cands)
+    leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
     # Hold for a few renewals, checking that the Lease's holder and the ConfigMap's writer agree throughout.
     renewals_before = sum(1 for r in ok_writes(audit(plane, ns), "leases") if r.ua == leader.ua)
     samples = 0
@@ -472,15 +256,11 @@ def test_kill_9_failover_within_lease_duration_plus_two_retry_periods(
     lease_s, _, retry_s = TEST_DURATIONS
     ns = plane.namespace("le-kill")
     cands = spawn_three(spawn, ns, TEST_DURATIONS)
-    leader = wait_for_leader(cands)
-    followers = [c for c in cands if c is not leader]
+    leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
     t_kill, wall_kill = time.monotonic(), time.time()
     leader.send(signal.SIGKILL)
     rule = lease_s + 2 * retry_s
-    new = wait_until(
-        lambda: next((c for c in followers if c.of("write")), None),
-        timeout=rule + 60, what="a new leader's first write", cands=cands,
-    )  # fmt: skip
+    new = successor(cands, leader, timeout=rule + 60)
     first = new.first("write")
     assert first is not None
     failover = first["mono"] - t_kill
@@ -504,17 +284,13 @@ def test_sigterm_releases_and_the_next_leader_writes_within_a_second(
 ) -> None:
     ns = plane.namespace("le-term")
     cands = spawn_three(spawn, ns, TEST_DURATIONS)
-    leader = wait_for_leader(cands)
-    followers = [c for c in cands if c is not leader]
+    leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
     t_term = time.monotonic()
     leader.send(signal.SIGTERM)
     assert leader.wait_exit(timeout=60) == 0
     released = leader.first("released")
     assert released is not None and released["holder"] == "", leader.describe()
-    new = wait_until(
-        lambda: next((c for c in followers if c.of("write")), None),
-        timeout=60, what="a new leader's first write", cands=cands,
-    )  # fmt: skip
+    new = successor(cands, leader, timeout=60)
     first = new.first("write")
     assert first is not None
     reqs = settled_audit(plane, ns, cands)
@@ -536,14 +312,10 @@ def test_a_leader_stopped_past_its_lease_writes_nothing_after_resuming(
     lease_s, _, retry_s = TEST_DURATIONS
     ns = plane.namespace("le-stop")
     cands = spawn_three(spawn, ns, TEST_DURATIONS)
-    leader = wait_for_leader(cands)
-    followers = [c for c in cands if c is not leader]
+    leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
     t_stop = time.monotonic()
     leader.send(signal.SIGSTOP)
-    new = wait_until(
-        lambda: next((c for c in followers if c.of("write")), None),
-        timeout=lease_s + 2 * retry_s + 60, what="a new leader's first write", cands=cands,
-    )  # fmt: skip
+    new = successor(cands, leader, timeout=lease_s + 2 * retry_s + 60)
     wait_until(lambda: time.monotonic() >= t_stop + lease_s + retry_s, timeout=60, what="the pause")
     t_cont = time.monotonic()
     leader.send(signal.SIGCONT)
@@ -575,7 +347,7 @@ def test_kill_9_failover_with_the_default_durations(plane: Plane, spawn: Callabl
     cands = [
         spawn(identity=f"{ns}-{i}", lease="ctl", namespace=ns, durations=DEFAULT_DURATIONS) for i in range(2)
     ]
-    leader = wait_for_leader(cands)
+    leader = wait_for_leader(cands, timeout=START_TIMEOUT_S)
     (follower,) = [c for c in cands if c is not leader]
     t_kill = time.monotonic()
     leader.send(signal.SIGKILL)
