@@ -18,7 +18,7 @@ import copy
 import itertools
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,10 +214,12 @@ class Process:
 
 
 class Cluster:
-    """Replicas (identities), each running one candidate process per Lease, on one FakeClock."""
+    """Replicas (identities), each running one candidate process per Lease, on one FakeClock; with
+    ``rebalance`` false the candidates only spread (no hand-overs)."""
 
-    def __init__(self, leases: list[str], *, seed: int = 0) -> None:
+    def __init__(self, leases: list[str], *, seed: int = 0, rebalance: bool = True) -> None:
         self.clock = FakeClock()
+        self.rebalance = rebalance
         self.server = LeaseServer()
         self.leases = leases
         self.rng = random.Random(seed)
@@ -229,7 +231,7 @@ class Cluster:
     def settings(self, identity: str, lease: str) -> LeaderElectionSettings:
         return LeaderElectionSettings(
             name=lease, namespace=NS, identity=identity, lease_duration_s=LEASE_S, renew_deadline_s=RENEW_S,
-            retry_period_s=RETRY_S, spread_delay_s=2.0, rebalance=True,
+            retry_period_s=RETRY_S, spread_delay_s=2.0, rebalance=self.rebalance,
         )  # fmt: skip
 
     def start(self, identity: str) -> None:
@@ -306,108 +308,95 @@ class Cluster:
 LEASE_NAMES = ["dorgu-applicationpersona", "dorgu-argocd", "dorgu-clusterpersona"]
 
 
+def run_cluster(scenario: Callable[[Cluster], Awaitable[None]], *, seed: int, rebalance: bool = True) -> None:
+    """Run ``scenario`` on a fresh :class:`Cluster` of LEASE_NAMES in an event loop of its own, cancel its
+    candidates, then check that no Lease ever had two valid leaders."""
+
+    async def main() -> None:
+        c = Cluster(LEASE_NAMES, seed=seed, rebalance=rebalance)
+        try:
+            await scenario(c)
+        finally:
+            await c.close()
+        assert not c.violations, c.violations
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("order", list(itertools.permutations(["r0", "r1", "r2"])))
 @pytest.mark.parametrize("gaps", [(0.0, 0.0), (0.3, 0.3), (1.0, 7.0), (20.0, 0.5)])
 def test_three_replicas_converge_to_one_lease_each(order: tuple[str, ...], gaps: tuple[float, float]) -> None:
-    async def scenario() -> None:
-        c = Cluster(LEASE_NAMES, seed=hash((order, gaps)) & 0xFFFF)
-        try:
-            c.start(order[0])
-            await c.run_for(gaps[0])
-            c.start(order[1])
-            await c.run_for(gaps[1])
-            c.start(order[2])
-            took = await c.time_to_balance(list(order), limit=BOUND_S + SLACK_S)
-            held = c.holders()
-            assert sorted(held.values()) == ["r0", "r1", "r2"], held
-            # Stays so: nothing moves back once balanced.
-            moves = c.handovers
-            await c.run_for(3 * LEASE_S)
-            assert c.holders() == held and c.handovers == moves
-            assert not c.violations, c.violations
-            print(f"{order} gaps {gaps}: balanced {took:.1f} s after the last start, {moves} hand-over(s)")
-        finally:
-            await c.close()
+    async def scenario(c: Cluster) -> None:
+        c.start(order[0])
+        await c.run_for(gaps[0])
+        c.start(order[1])
+        await c.run_for(gaps[1])
+        c.start(order[2])
+        took = await c.time_to_balance(list(order), limit=BOUND_S + SLACK_S)
+        held = c.holders()
+        assert sorted(held.values()) == ["r0", "r1", "r2"], held
+        # Stays so: nothing moves back once balanced.
+        moves = c.handovers
+        await c.run_for(3 * LEASE_S)
+        assert c.holders() == held and c.handovers == moves
+        print(f"{order} gaps {gaps}: balanced {took:.1f} s after the last start, {moves} hand-over(s)")
 
-    asyncio.run(scenario())
+    run_cluster(scenario, seed=hash((order, gaps)) & 0xFFFF)
 
 
 def test_a_late_replica_gets_its_share() -> None:
-    async def scenario() -> None:
-        c = Cluster(LEASE_NAMES, seed=7)
-        try:
-            c.start("r0")
-            c.start("r1")
-            await c.time_to_balance(["r0", "r1"], limit=BOUND_S + SLACK_S)
-            await c.run_for(60.0)  # long settled: 2 + 1
-            assert sorted(c.holders().values()).count("r2") == 0
-            c.start("r2")
-            await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
-            assert sorted(c.holders().values()) == ["r0", "r1", "r2"]
-            assert not c.violations, c.violations
-        finally:
-            await c.close()
+    async def scenario(c: Cluster) -> None:
+        c.start("r0")
+        c.start("r1")
+        await c.time_to_balance(["r0", "r1"], limit=BOUND_S + SLACK_S)
+        await c.run_for(60.0)  # long settled: 2 + 1
+        assert sorted(c.holders().values()).count("r2") == 0
+        c.start("r2")
+        await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
+        assert sorted(c.holders().values()) == ["r0", "r1", "r2"]
 
-    asyncio.run(scenario())
+    run_cluster(scenario, seed=7)
 
 
 def test_a_killed_replica_that_restarts_gets_its_share_again() -> None:
-    async def scenario() -> None:
-        c = Cluster(LEASE_NAMES, seed=11)
-        try:
-            for r in ("r0", "r1", "r2"):
-                c.start(r)
-            await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
-            await c.kill("r1")
-            # Its Lease is taken over at expiry by a survivor (two replicas: share 2).
-            await c.time_to_balance(["r0", "r2"], limit=LEASE_S + SLACK_S)
-            await c.run_for(10.0)
-            c.start("r1")  # the StatefulSet brings the pod back under the same name
-            await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
-            assert sorted(c.holders().values()) == ["r0", "r1", "r2"]
-            assert not c.violations, c.violations
-        finally:
-            await c.close()
+    async def scenario(c: Cluster) -> None:
+        for r in ("r0", "r1", "r2"):
+            c.start(r)
+        await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
+        await c.kill("r1")
+        # Its Lease is taken over at expiry by a survivor (two replicas: share 2).
+        await c.time_to_balance(["r0", "r2"], limit=LEASE_S + SLACK_S)
+        await c.run_for(10.0)
+        c.start("r1")  # the StatefulSet brings the pod back under the same name
+        await c.time_to_balance(["r0", "r1", "r2"], limit=BOUND_S + SLACK_S)
+        assert sorted(c.holders().values()) == ["r0", "r1", "r2"]
 
-    asyncio.run(scenario())
+    run_cluster(scenario, seed=11)
 
 
 def test_more_replicas_than_leases_leaves_at_most_one_each() -> None:
-    async def scenario() -> None:
-        c = Cluster(LEASE_NAMES, seed=3)
-        try:
-            c.start("r0")
-            await c.run_for(30.0)  # r0 leads all three
-            assert set(c.holders().values()) == {"r0"}
-            for r in ("r1", "r2", "r3"):
-                c.start(r)
-            await c.time_to_balance(["r0", "r1", "r2", "r3"], limit=BOUND_S + SLACK_S)
-            held = list(c.holders().values())
-            assert len(set(held)) == 3, held
-            assert not c.violations, c.violations
-        finally:
-            await c.close()
+    async def scenario(c: Cluster) -> None:
+        c.start("r0")
+        await c.run_for(30.0)  # r0 leads all three
+        assert set(c.holders().values()) == {"r0"}
+        for r in ("r1", "r2", "r3"):
+            c.start(r)
+        await c.time_to_balance(["r0", "r1", "r2", "r3"], limit=BOUND_S + SLACK_S)
+        held = list(c.holders().values())
+        assert len(set(held)) == 3, held
 
-    asyncio.run(scenario())
+    run_cluster(scenario, seed=3)
 
 
 def test_without_rebalancing_the_imbalance_stays() -> None:
     """The defect rebalancing fixes: spreading alone never moves a held Lease (the test can fail)."""
 
-    async def scenario() -> None:
-        c = Cluster(LEASE_NAMES, seed=5)
-        c.settings = lambda identity, lease: LeaderElectionSettings(  # type: ignore[method-assign]
-            name=lease, namespace=NS, identity=identity, lease_duration_s=LEASE_S, renew_deadline_s=RENEW_S,
-            retry_period_s=RETRY_S, spread_delay_s=2.0, rebalance=False,
-        )  # fmt: skip
-        try:
-            c.start("r0")
-            await c.run_for(30.0)
-            c.start("r1")
-            c.start("r2")
-            await c.run_for(BOUND_S * 3)
-            assert set(c.holders().values()) == {"r0"}
-        finally:
-            await c.close()
+    async def scenario(c: Cluster) -> None:
+        c.start("r0")
+        await c.run_for(30.0)
+        c.start("r1")
+        c.start("r2")
+        await c.run_for(BOUND_S * 3)
+        assert set(c.holders().values()) == {"r0"}
 
-    asyncio.run(scenario())
+    run_cluster(scenario, seed=5, rebalance=False)
