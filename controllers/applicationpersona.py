@@ -48,7 +48,7 @@ from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, st
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import Condition
 from dorgu.runtime.resource import DEPLOYMENTS
 
@@ -160,7 +160,7 @@ class ApplicationPersonaReconciler:
                 ),
                 clock=self.clock,
             )
-            manager.add_runnable(self._baseline_loop, leader_elected=True)
+            manager.add_runnable(self._baseline_loop, group=RunnableGroup.LEADER)
         self._baseline_conditions: dict[str, DesiredCondition] = {}
         self.writes = 0
         """Status writes made (observable by tests and benchmarks)."""

@@ -4,8 +4,8 @@ Rules it keeps:
 
 * **Argo CD optional.** At start the controller asks discovery whether ``argoproj.io/v1alpha1
   applications`` is served; if not, it logs that once and asks again every ``crd_poll_interval_s``, and
-  starts its Application informer (all namespaces) as soon as the CRD appears. The process never fails
-  (nor restarts) for want of the CRD.
+  takes its Application informer (all namespaces) from the manager as soon as the CRD appears, on every
+  replica. The process never fails (nor restarts) for want of the CRD.
 * **Keyed by persona**, event-driven (no 30-s polling): an Application event maps to the persona it binds
   to (old and new object on an update, the last known one on a delete); a persona event maps to every
   persona with the same ``spec.name`` (another one appearing can make a fallback ambiguous).
@@ -26,7 +26,6 @@ Rules it keeps:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +43,7 @@ from dorgu.runtime.controller import Controller, ControllerSettings, Request, Re
 from dorgu.runtime.errors import Invalid, NotFound
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Informer
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.resource import Resource
 
 log = logging.getLogger("dorgu.argocd")
@@ -142,13 +141,16 @@ class ArgoCDReconciler:
         )
         self.controller.watch_mapped(self.personas, self._peers, update_predicate=generation_changed)
         manager.add_controller(self.controller)
-        manager.add_runnable(self._watch_applications, leader_elected=False)
+        manager.add_runnable(self._watch_applications, group=RunnableGroup.OTHERS)
         self.writes = 0
         """Status writes made (observable by tests)."""
 
     # -- Application informer, once the CRD exists ----------------------------------------------------------
 
     async def _watch_applications(self) -> None:
+        """In the others group (every replica, once the caches have synced, whether leading or not): wait
+        until discovery serves the Application CRD, then take the Application informer from the manager
+        (started at once; a follower's cache is warm when it takes over) and look at every persona."""
         logged = False
         while True:
             try:
@@ -164,25 +166,20 @@ class ArgoCDReconciler:
             except Exception as e:  # discovery failing is no reason to die: ask again
                 log.warning("discovery of argoproj.io/v1alpha1 failed: %s", e)
             await self.clock.sleep(self.s.crd_poll_interval_s)
-        apps: Informer[ArgoApplication] = Informer(
-            self.m.client, APPLICATIONS, item_type=ArgoApplication,
-            indexers={BY_APP_NAME: lambda a: [app_name(a)]}, transform=drop_managed_fields,
-            settings=self.m.informer_settings, clock=self.clock,
-        )  # fmt: skip
+        apps: Informer[ArgoApplication] = self.m.informer(
+            APPLICATIONS,
+            ArgoApplication,
+            indexers={BY_APP_NAME: lambda a: [app_name(a)]},
+            transform=drop_managed_fields,
+        )
         self.controller.watch_mapped(apps, self._persona_of_app)
         self.apps = apps
-        task = asyncio.create_task(apps.run(), name="informer:applications.argoproj.io")
-        try:
-            await apps.wait_for_sync()
-            await self.personas.wait_for_sync()
-            log.info("Argo CD integration enabled: watching Applications")
-            # Events mapped before both caches were complete may have missed a persona: look at them all.
-            for p in self.personas.store.list():
-                self.controller.enqueue(Request.for_object(p))
-            await task
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await apps.wait_for_sync()
+        await self.personas.wait_for_sync()
+        log.info("Argo CD integration enabled: watching Applications")
+        # Events mapped before both caches were complete may have missed a persona: look at them all.
+        for p in self.personas.store.list():
+            self.controller.enqueue(Request.for_object(p))
 
     # -- mapping --------------------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from dorgu.runtime.controller import Controller, ControllerSettings, Request, Re
 from dorgu.runtime.errors import AlreadyExists
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PODS, STATEFULSETS, Resource
 
@@ -105,7 +105,7 @@ class ClusterPersonaReconciler:
         )
         manager.add_controller(self.controller)
         if settings.bootstrap:
-            manager.add_runnable(self._bootstrap, leader_elected=True)
+            manager.add_runnable(self._bootstrap, group=RunnableGroup.LEADER)
         self.passes = 0
         """Discovery passes made (observable by tests)."""
 
@@ -136,7 +136,6 @@ class ClusterPersonaReconciler:
                 log.info("created ClusterPersona %s (none existed)", name)
             except AlreadyExists:
                 pass
-        await asyncio.Event().wait()  # a leader runnable that returns would end the manager's leading
 
     # -- reconcile ------------------------------------------------------------------------------------------
 

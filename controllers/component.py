@@ -18,7 +18,7 @@ from controllers.settings import LeaseOptions
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.events import EventRecorder
 from dorgu.runtime.leaderelection import LeaderElectionSettings
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 
 T = TypeVar("T")
 
@@ -61,8 +61,8 @@ async def run_controller(
     build: Callable[[Manager, EventRecorder], object],
 ) -> None:
     """A controller component's life: its own User-Agent, a Manager with the Lease ``lease`` describes
-    (named ``lease_name`` unless it names one), an event recorder that runs while leading, ``build`` to wire
-    the reconciler, then run until stopped or the lease is lost."""
+    (named ``lease_name`` unless it names one), an event recorder in the leader-only group (only the leader
+    writes), ``build`` to wire the reconciler, then run until stopped or the lease is lost."""
     connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {name}")
     manager = Manager(
         connection=connection,
@@ -71,6 +71,6 @@ async def run_controller(
     )
     events = EventRecorder(manager.client, component=name, host=ctx.identity)
     build(manager, events)
-    manager.add_runnable(events.run, leader_elected=True)
+    manager.add_runnable(events.run, group=RunnableGroup.LEADER, name="event-recorder")
     await manager.run(ctx.stopping)
     await asyncio.sleep(0)

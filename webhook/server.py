@@ -7,10 +7,12 @@ in order:
    three informers: ApplicationPersonas (indexed by ``namespace/spec.name``), Namespaces (for the
    ``dorgu.io/webhook-mode`` label) and the certificate Secret. Reviews are answered from these caches —
    no API call per review.
-2. Once the caches have synced: gets or creates the certificate Secret (:mod:`webhook.certificates`),
-   loads the pair, and only then **listens** (aiohttp, TLS ≥ 1.2, HTTP/1.1, ``POST /validate-deployment``,
-   bodies up to 7 MiB as controller-runtime allows, larger ones 413); then ensures the
-   ValidatingWebhookConfiguration (:mod:`webhook.configuration`) and reports ready.
+2. Once the caches have synced (the server is in the manager's *others* group, not *servers*: its
+   certificate comes from the Secret cache): gets or creates the certificate Secret
+   (:mod:`webhook.certificates`), loads the pair, and only then **listens** (aiohttp, TLS ≥ 1.2, HTTP/1.1,
+   ``POST /validate-deployment``, bodies up to 7 MiB as controller-runtime allows, larger ones 413); then
+   ensures the ValidatingWebhookConfiguration (:mod:`webhook.configuration`). The replica is ready (the
+   manager reports it) once that is done: it listens, with a certificate the API server trusts.
 3. Keeps the certificates: on every change of the Secret (its informer) and whenever a rotation step falls
    due (:func:`certs.rotation.next_due`), or at the latest every ``check_interval_s``, it rotates when due,
    reloads the pair into the live TLS context and re-injects the CA bundle. A failing API call here is
@@ -27,7 +29,7 @@ import datetime as dt
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +43,7 @@ from dorgu.domain.types import ApplicationPersona
 from dorgu.runtime import metrics
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.informer import Handlers, Informer
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import NAMESPACES, SECRETS
 from webhook.admission import Mode, Reviewer, parse_mode
@@ -167,18 +169,14 @@ def _persona_name(p: ApplicationPersona) -> str:
 
 
 class WebhookServer:
-    """The webhook of one replica: caches on ``manager``, the review core, TLS, the HTTP server."""
+    """The webhook of one replica: caches on ``manager``, the review core, TLS, the HTTP server.
 
-    def __init__(
-        self,
-        manager: Manager,
-        settings: WebhookSettings,
-        *,
-        set_ready: Callable[[bool], None] = lambda ready: None,
-    ) -> None:
+    It wires itself onto ``manager``: its informers, and :meth:`serve` in the others group (every replica,
+    once the caches have synced) with :attr:`ready` gating the replica's readiness."""
+
+    def __init__(self, manager: Manager, settings: WebhookSettings) -> None:
         self.manager = manager
         self.settings = settings
-        self._set_ready = set_ready
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS,
             ApplicationPersona,
@@ -220,9 +218,13 @@ class WebhookServer:
         self.reviews = 0
         """Reviews answered (any status)."""
         self.listening = asyncio.Event()
+        """Set once the server listens."""
+        self.ready = asyncio.Event()
+        """Set once it listens and the API server knows how to call it (the configuration is written)."""
         self._latency = metrics.WEBHOOK_LATENCY.labels(PATH)
         self._in_flight = metrics.WEBHOOK_IN_FLIGHT.labels(PATH)
         self._requests: dict[int, Any] = {}
+        manager.add_runnable(self.serve, group=RunnableGroup.OTHERS, ready=self.ready, name="webhook-server")
 
     # -- lookups over the caches ---------------------------------------------------------------------------
 
@@ -284,7 +286,8 @@ class WebhookServer:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Run after the caches synced: certificates, listen, configuration, then keep certificates fresh."""
+        """Run after the caches synced: certificates, listen, configuration (then :attr:`ready` is set), then
+        keep the certificates fresh until cancelled."""
         s = self.settings
         self.material = await self.certs.ensure()
         self.tls.load(self.material)
@@ -301,10 +304,9 @@ class WebhookServer:
             log.info("webhook listening", extra={"host": s.host, "port": self.port, "mode": s.mode.value})
             if s.manage_configuration:
                 await self._ensure_configuration(self.material)
-            self._set_ready(True)
+            self.ready.set()
             await self._keep_certificates()
         finally:
-            self._set_ready(False)
             await runner.cleanup()
             self.tls.close()
 
@@ -347,21 +349,12 @@ class WebhookServer:
 
 
 def build(ctx: ComponentContext) -> tuple[Manager, WebhookServer]:
-    """The replica's Manager (no leader election) and server, wired to ``ctx``; :func:`run` runs them."""
+    """The replica's Manager (no leader election: every replica serves; it reports readiness) and server,
+    wired to ``ctx``; :func:`run` runs them."""
     settings = settings_from_options(ctx.options)  # a bad mode fails the start, loudly
     connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME}")
-
-    # Readiness is the server's to report (once it listens with a certificate); the Manager's "caches
-    # synced" is only a precondition, so only its "not ready" is passed on.
-    def caches(ready: bool) -> None:
-        if not ready:
-            ctx.set_ready(False)
-
-    manager = Manager(connection=connection, leader_election=None, set_ready=caches)
-    server = WebhookServer(manager, settings, set_ready=ctx.set_ready)
-    # With no leader election, "leader" runnables start on every replica once the caches have synced.
-    manager.add_runnable(server.serve, leader_elected=True)
-    return manager, server
+    manager = Manager(connection=connection, leader_election=None, set_ready=ctx.set_ready)
+    return manager, WebhookServer(manager, settings)
 
 
 async def run(ctx: ComponentContext) -> None:

@@ -41,7 +41,7 @@ from dorgu.domain.types import ApplicationPersona, ClusterPersona
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.errors import ApiError
 from dorgu.runtime.informer import Handlers, Informer
-from dorgu.runtime.manager import Manager
+from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
@@ -224,7 +224,11 @@ class _Fail(Exception):
 
 
 class WebSocketServer:
-    """Informers → topics → connections; plus the request handlers. Build inside a running loop."""
+    """Informers → topics → connections; plus the request handlers. Build inside a running loop.
+
+    It wires itself onto ``manager``: its three informers, and :meth:`serve` in the servers group (it
+    listens at once, on every replica) with :attr:`listening` gating readiness — so the replica is ready once
+    it listens and its caches have synced."""
 
     def __init__(self, manager: Manager, settings: WebSocketSettings) -> None:
         self.s = settings
@@ -240,12 +244,9 @@ class WebSocketServer:
         self.clusters: Informer[ClusterPersona] = manager.informer(
             CLUSTER_PERSONAS, ClusterPersona, transform=_slim
         )
-        # Events need a field selector, which Manager.informer does not take: run it as a runnable.
-        self.events: Informer[KubeEvent] = Informer(
-            manager.client, EVENTS, item_type=KubeEvent, field_selector=EVENTS_FIELD_SELECTOR,
-            transform=_slim, settings=manager.informer_settings, clock=manager.clock,
-        )  # fmt: skip
-        manager.add_runnable(self.events.run, leader_elected=False)
+        self.events: Informer[KubeEvent] = manager.informer(
+            EVENTS, KubeEvent, field_selector=EVENTS_FIELD_SELECTOR, transform=_slim
+        )
         self.informers: dict[str, Informer[Any]] = {
             p.TOPIC_PERSONAS: self.personas,
             p.TOPIC_CLUSTER: self.clusters,
@@ -261,6 +262,10 @@ class WebSocketServer:
         self.events.add_handlers(self._handlers(p.TOPIC_EVENTS, self._event_change))
         self.connections: set[Connection] = set()
         self.port: int | None = None
+        """The port listened on (when ``settings.port`` is 0, the one the OS chose)."""
+        self.listening = asyncio.Event()
+        """Set once the server listens."""
+        manager.add_runnable(self.serve, group=RunnableGroup.SERVERS, ready=self.listening, name="websocket")
 
     def _topic(self, name: str, inf: Informer[Any], state: Any, flt: Any) -> Topic:
         def source(f: Filter) -> list[tuple[str, Any]]:
@@ -591,28 +596,24 @@ class WebSocketServer:
         ctx.load_cert_chain(self.s.tls_cert_file, self.s.tls_key_file)
         return ctx
 
-    async def serve(self, stop: asyncio.Event, ready: Any = None) -> None:
-        """Listen until ``stop``; report ready once listening and every cache has synced."""
+    async def serve(self) -> None:
+        """Listen until cancelled (the manager's servers group); then close every connection."""
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.s.host, self.s.port, ssl_context=self.ssl_context())
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.s.port
-        log.info(
-            "serving websocket",
-            extra={"port": self.port, "auth": self.s.auth, "tls": bool(self.s.tls_cert_file),
-                   "server_id": self.server_id},
-        )  # fmt: skip
         try:
-            await asyncio.gather(*(i.wait_for_sync() for i in self.informers.values()))
-            if ready:
-                ready(True)
-            await stop.wait()
+            site = web.TCPSite(runner, self.s.host, self.s.port, ssl_context=self.ssl_context())
+            await site.start()
+            server = getattr(site, "_server", None)
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1] if sockets else self.s.port
+            self.listening.set()
+            log.info(
+                "serving websocket",
+                extra={"port": self.port, "auth": self.s.auth, "tls": bool(self.s.tls_cert_file),
+                       "server_id": self.server_id},
+            )  # fmt: skip
+            await asyncio.Event().wait()  # serve until cancelled
         finally:
-            if ready:
-                ready(False)
             for c in list(self.connections):
                 c.close()
             await runner.cleanup()
@@ -653,16 +654,14 @@ async def run(ctx: ComponentContext) -> None:
     """The component's entry point (a child process of the supervisor); not leader-gated."""
     settings = WebSocketSettings.from_options(ctx.options)
     connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} websocket")
-    manager = Manager(connection=connection)  # no leader election: every replica serves
-    server = WebSocketServer(manager, settings)
-    t0 = time.monotonic()
-    serving = asyncio.create_task(server.serve(ctx.stopping, ready=ctx.set_ready))
+    # No leader election: every replica serves. Ready once it listens and its caches have synced.
+    manager = Manager(connection=connection, set_ready=ctx.set_ready)
+    WebSocketServer(manager, settings)
+    started = time.monotonic()
     try:
         await manager.run(ctx.stopping)
     finally:
-        ctx.stopping.set()
-        await serving
-        log.info("websocket stopped", extra={"uptime_s": round(time.monotonic() - t0, 1)})
+        log.info("websocket stopped", extra={"uptime_s": round(time.monotonic() - started, 1)})
 
 
 __all__ = ["Change", "WebSocketServer", "WebSocketSettings", "run"]
