@@ -69,7 +69,7 @@ async def run_controller(
         leader_election=lease_settings(lease, identity=ctx.identity, default_name=lease_name),
         set_ready=ctx.set_ready,
     )
-    events = EventRecorder(manager.client, component=name, host=ctx.identity)
+    events = EventRecorder(manager.client, component=name, host=ctx.identity, clock=manager.clock)
     build(manager, events)
     manager.add_runnable(events.run, group=RunnableGroup.LEADER, name="event-recorder")
     await manager.run(ctx.stopping)

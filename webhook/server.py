@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import logging
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,11 +171,13 @@ class WebhookServer:
     """The webhook of one replica: caches on ``manager``, the review core, TLS, the HTTP server.
 
     It wires itself onto ``manager``: its informers, and :meth:`serve` in the others group (every replica,
-    once the caches have synced) with :attr:`ready` gating the replica's readiness."""
+    once the caches have synced) with :attr:`ready` gating the replica's readiness. Time is ``manager``'s
+    clock."""
 
     def __init__(self, manager: Manager, settings: WebhookSettings) -> None:
         self.manager = manager
         self.settings = settings
+        self.clock = manager.clock
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS,
             ApplicationPersona,
@@ -201,8 +202,9 @@ class WebhookServer:
             dns_names=settings.service_dns_names,
             ip_addresses=settings.ip_addresses,
             cached=lambda: self.secrets.store.get(f"{settings.namespace}/{settings.secret_name}"),
+            now=self.clock.now,
         )
-        self.configuration = ConfigurationKeeper(manager.client, settings.configuration)
+        self.configuration = ConfigurationKeeper(manager.client, settings.configuration, now=self.clock.now)
         self._secret_changed = asyncio.Event()
         self.secrets.add_handlers(
             Handlers(
@@ -255,7 +257,7 @@ class WebhookServer:
         child.inc()
 
     async def _handle(self, request: web.Request) -> web.Response:
-        start = time.perf_counter()
+        start = self.clock.monotonic()
         self._in_flight.inc()
         try:
             if (request.content_length or 0) > self.settings.max_body_bytes:
@@ -277,7 +279,7 @@ class WebhookServer:
             return response
         finally:
             self._in_flight.dec()
-            self._latency.observe(time.perf_counter() - start)
+            self._latency.observe(self.clock.monotonic() - start)
 
     def _too_large(self) -> web.Response:
         message = f"request body is larger than {self.settings.max_body_bytes} bytes"
@@ -321,7 +323,7 @@ class WebhookServer:
                 if attempt % 10 == 0:
                     log.warning("could not write the webhook configuration (retrying): %s", e)
                 attempt += 1
-                await asyncio.sleep(self.settings.retry_interval_s)
+                await self.clock.sleep(self.settings.retry_interval_s)
 
     async def _keep_certificates(self) -> None:
         s = self.settings
@@ -330,9 +332,9 @@ class WebhookServer:
             wait = s.check_interval_s
             with contextlib.suppress(Exception):
                 due = next_due(self.material, s.rotation)
-                wait = min(wait, max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+                wait = min(wait, max(0.0, (due - self.clock.now()).total_seconds()) + 0.05)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._secret_changed.wait(), timeout=wait)
+                await self.clock.wait_for(self._secret_changed.wait(), timeout=wait)
             self._secret_changed.clear()
             try:
                 material = await self.certs.ensure()
@@ -345,7 +347,7 @@ class WebhookServer:
                     await self.configuration.ensure(material.ca_bundle_pem)
             except Exception as e:
                 log.warning("certificate or configuration update failed (retrying): %s", e)
-                await asyncio.sleep(s.retry_interval_s)
+                await self.clock.sleep(s.retry_interval_s)
 
 
 def build(ctx: ComponentContext) -> tuple[Manager, WebhookServer]:

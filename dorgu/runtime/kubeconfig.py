@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.config import ConnectionSettings
 
 log = logging.getLogger("dorgu.kubeconfig")
@@ -172,6 +173,8 @@ class TokenRefresher:
     """Where children read the token."""
     interval_s: float = 60.0
     """How often to re-run the plugin (exec tokens typically live 5-15 minutes)."""
+    clock: Clock = field(default_factory=RealClock)
+    """The clock ``interval_s`` is measured on."""
 
     def write(self, token: str) -> None:
         tmp = self.token_file.with_suffix(".tmp")
@@ -186,7 +189,7 @@ class TokenRefresher:
     async def run(self) -> None:
         """Refresh forever (the blocking plugin call runs off the event loop)."""
         while True:
-            await asyncio.sleep(self.interval_s)
+            await self.clock.sleep(self.interval_s)
             try:
                 token = await asyncio.to_thread(self.fetch)
             except Exception as e:

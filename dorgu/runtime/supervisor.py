@@ -14,6 +14,9 @@ them. It:
 * serves ``/healthz``, ``/readyz`` (every child running and reporting ready) and ``/metrics``: the
   children's metrics, combined by prometheus_client's multiprocess mode from ``PROMETHEUS_MULTIPROC_DIR``.
 
+Its timing — uptimes, restart delays, the shutdown deadline, the repeated-Ctrl-C window — is on the injected
+:class:`~dorgu.runtime.clock.Clock` (the real one in production), like the rest of the runtime.
+
 ``prometheus_client`` decides at import whether it is in multiprocess mode, so this module imports it only
 inside functions, after :meth:`Supervisor.run` has set ``PROMETHEUS_MULTIPROC_DIR``.
 """
@@ -30,7 +33,6 @@ import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import msgspec
 
 from dorgu.runtime.child import EXIT_RESTART, SUPERVISOR_PID_ENV, ChildBootstrap
+from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.component import ComponentSpec
 from dorgu.runtime.config import ConnectionSettings
 
@@ -125,17 +128,20 @@ class Supervisor:
         connection: ConnectionSettings,
         settings: SupervisorSettings | None = None,
         background: Sequence[Callable[[], Awaitable[None]]] = (),
+        clock: Clock | None = None,
     ) -> None:
         """``background``: coroutines the supervisor runs for its whole life (e.g. refreshing an exec
-        plugin's token into the file children read), cancelled when it stops."""
+        plugin's token into the file children read), cancelled when it stops. ``clock``: the time its
+        delays and deadlines are measured on (default: the real clock)."""
         names = [c.name for c in components]
         if len(set(names)) != len(names):
             raise ValueError(f"component names must be unique: {names}")
         self._connection = connection
+        self._clock = clock or RealClock()
         self._settings = settings if settings is not None else SupervisorSettings()
         self._slots = [_Slot(spec=c) for c in components]
         self._stopping = asyncio.Event()
-        self._deadline = 0.0  # monotonic time by which all children must have stopped
+        self._deadline = 0.0  # the clock's monotonic time by which all children must have stopped
         self._first_signal_at = 0.0
         self._port: int | None = None
         self._mp_dir: Path | None = None
@@ -151,7 +157,7 @@ class Supervisor:
         """Begin a graceful stop (what SIGTERM does)."""
         if self._stopping.is_set():
             return
-        self._deadline = time.monotonic() + self._settings.shutdown_timeout_s
+        self._deadline = self._clock.monotonic() + self._settings.shutdown_timeout_s
         for slot in self._slots:
             slot.state = "stopping"
         self._stopping.set()
@@ -196,13 +202,13 @@ class Supervisor:
                 sig.name,
                 extra={"timeout_s": self._settings.shutdown_timeout_s},
             )
-            self._first_signal_at = time.monotonic()
+            self._first_signal_at = self._clock.monotonic()
             self.stop()
             return
         # A second Ctrl-C is an impatient operator: kill at once instead of waiting for the timeout. The
         # rule ignores repeated SIGTERMs and a signal arriving twice at once (``timeout`` and process-group
         # kills deliver one to the process and one to its group): those are not a person asking again.
-        if sig is signal.SIGINT and time.monotonic() - self._first_signal_at >= _REPEAT_SIGNAL_MIN_S:
+        if sig is signal.SIGINT and self._clock.monotonic() - self._first_signal_at >= _REPEAT_SIGNAL_MIN_S:
             log.warning("%s again: killing all components now", sig.name)
             for slot in self._slots:
                 _kill(slot.proc)
@@ -254,11 +260,11 @@ class Supervisor:
         )
         try:
             while not self._stopping.is_set():
-                started = time.monotonic()
+                started = self._clock.monotonic()
                 returncode = await self._run_once(slot)
                 if self._stopping.is_set():
                     break
-                uptime = time.monotonic() - started
+                uptime = self._clock.monotonic() - started
                 if returncode == EXIT_RESTART:
                     # Asked for, not a failure: a fresh process at once, the backoff left as it was.
                     log.info(
@@ -285,7 +291,7 @@ class Supervisor:
                     },
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    await self._clock.wait_for(self._stopping.wait(), timeout=delay)
         finally:
             # Whatever ends this task (a bug, cancellation), its child does not outlive it.
             _kill(slot.proc)
@@ -392,7 +398,8 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout=max(0.0, self._deadline - time.monotonic()))
+            left = max(0.0, self._deadline - self._clock.monotonic())
+            await self._clock.wait_for(proc.wait(), timeout=left)
         except TimeoutError:
             log.warning(
                 "component did not stop within the shutdown timeout; killing it",

@@ -18,13 +18,13 @@ Rules this module keeps:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from dorgu.runtime.client import ApiClient
+from dorgu.runtime.clock import Clock, RealClock
 
 log = logging.getLogger("dorgu.websocket.auth")
 
@@ -94,13 +94,14 @@ class Unauthenticated(Exception):
 
 
 class Authenticator:
-    """TokenReview and SubjectAccessReview through the server's own API client."""
+    """TokenReview and SubjectAccessReview through the server's own API client; answers age on ``clock``."""
 
-    def __init__(self, client: ApiClient, settings: AuthSettings) -> None:
+    def __init__(self, client: ApiClient, settings: AuthSettings, *, clock: Clock | None = None) -> None:
         if settings.mode not in ("token", "none"):
             raise ValueError(f"ws auth mode must be 'token' or 'none', not {settings.mode!r}")
         self.client = client
         self.settings = settings
+        self.clock = clock or RealClock()
         self._tokens: dict[str, tuple[float, User]] = {}
         self._sars: dict[tuple[Any, ...], tuple[float, bool]] = {}
         if settings.mode == "none":
@@ -112,7 +113,7 @@ class Authenticator:
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
         token = authorization[7:].strip()
-        now = time.monotonic()
+        now = self.clock.monotonic()
         hit = self._tokens.get(token)
         if hit and now - hit[0] < self.settings.cache_ttl_s:
             return hit[1]
@@ -147,7 +148,7 @@ class Authenticator:
 
     async def _sar(self, user: User, *, verb: str, resource: str, namespace: str | None, group: str) -> bool:
         key = (user, verb, resource, namespace, group)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         hit = self._sars.get(key)
         if hit and now - hit[0] < self.settings.cache_ttl_s:
             return hit[1]

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import ssl
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -228,15 +227,18 @@ class WebSocketServer:
 
     It wires itself onto ``manager``: its three informers, and :meth:`serve` in the servers group (it
     listens at once, on every replica) with :attr:`listening` gating readiness — so the replica is ready once
-    it listens and its caches have synced."""
+    it listens and its caches have synced. Time is ``manager``'s clock."""
 
     def __init__(self, manager: Manager, settings: WebSocketSettings) -> None:
         self.s = settings
         self.m = manager
+        self.clock = manager.clock
         self.server_id = f"{uuid.uuid4().hex[:12]}-{os.getpid()}"
         """This instance; a client resuming from another instance gets a snapshot."""
         self.auth = Authenticator(
-            manager.client, AuthSettings(mode=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s)
+            manager.client,
+            AuthSettings(mode=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s),
+            clock=manager.clock,
         )
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS, ApplicationPersona, transform=_slim
@@ -442,7 +444,7 @@ class WebSocketServer:
         if inf.has_synced():
             return
         try:
-            await asyncio.wait_for(inf.wait_for_sync(), self.s.sync_wait_s)
+            await self.clock.wait_for(inf.wait_for_sync(), self.s.sync_wait_s)
         except TimeoutError:
             raise _Fail(p.NOT_READY, f"the server's {topic} cache has not synced yet; retry") from None
 
@@ -657,11 +659,11 @@ async def run(ctx: ComponentContext) -> None:
     # No leader election: every replica serves. Ready once it listens and its caches have synced.
     manager = Manager(connection=connection, set_ready=ctx.set_ready)
     WebSocketServer(manager, settings)
-    started = time.monotonic()
+    started = manager.clock.monotonic()
     try:
         await manager.run(ctx.stopping)
     finally:
-        log.info("websocket stopped", extra={"uptime_s": round(time.monotonic() - started, 1)})
+        log.info("websocket stopped", extra={"uptime_s": round(manager.clock.monotonic() - started, 1)})
 
 
 __all__ = ["Change", "WebSocketServer", "WebSocketSettings", "run"]
