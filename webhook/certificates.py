@@ -135,6 +135,17 @@ class CertificateStore:
             return None
         return _secret_decoder.decode(raw)
 
+    async def issued_bundle(self) -> bytes | None:
+        """The CA bundle (PEM) the Secret holds now, read from the API server rather than the cache: the CAs
+        the operator issued and still trusts (the signing CA, and after a renewal the previous one until it
+        expires). ``None`` when the Secret or its bundle is missing. A
+        :class:`~webhook.configuration.ConfigurationKeeper` asks it before keeping a CA its own bundle lacks.
+        """
+        secret = await self._get()
+        if secret is None:
+            return None
+        return (secret.data or {}).get(_CA_CRT) or None
+
     async def ensure(self) -> ServingMaterial:
         """The current material: the Secret's (rotated first when a step is due), created when absent."""
         secret = self.cached()

@@ -16,9 +16,13 @@ Desired shape:
 Rules kept here:
 
 * **Every replica keeps it** (not leader-gated): all compute the same entries, so they never fight.
-* **The bundle only grows until a CA expires.** The injected ``caBundle`` is the Secret's bundle plus every
-  unexpired CA already in the configuration. A replica whose Secret cache lags behind a rotation therefore
-  cannot remove a CA that a newer serving certificate needs; an old CA leaves only when it has expired.
+* **Only CAs the operator issued are trusted.** The injected ``caBundle`` is the CA bundle of the
+  certificate Secret (the signing CA and, after a CA renewal, the previous one until it expires) — nothing
+  else. A CA someone else put into the configuration is dropped at the next repair, however long it is
+  valid. A CA the configuration holds beyond the bundle this replica was given is kept only while the
+  Secret, read afresh from the API server (not from the cache), still holds it: a replica whose Secret
+  cache lags behind a rotation therefore cannot remove a CA that a newer serving certificate needs.
+  Expired CAs always leave.
 * **Writes are optimistic.** GET, compare, then create (``AlreadyExists`` → re-read) or PUT with the
   ``resourceVersion`` read (``Conflict`` → re-read); nothing is written when nothing differs.
 """
@@ -28,13 +32,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from cryptography import x509
 
-from certs.rotation import bundle_pem, merge_bundles, parse_bundle
+from certs.rotation import bundle_pem, fingerprint, merge_bundles, parse_bundle
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.errors import AlreadyExists, Conflict, NotFound
 from dorgu.runtime.resource import VALIDATING_WEBHOOK_CONFIGURATIONS
@@ -125,8 +130,8 @@ def desired_webhooks(settings: ConfigurationSettings, ca_bundle: bytes) -> list[
     return entries
 
 
-def _existing_cas(obj: dict[str, Any]) -> list[Any]:
-    out: list[Any] = []
+def _existing_cas(obj: dict[str, Any]) -> list[x509.Certificate]:
+    out: list[x509.Certificate] = []
     for entry in obj.get("webhooks") or []:
         raw = (entry.get("clientConfig") or {}).get("caBundle")
         if raw:
@@ -146,12 +151,40 @@ class ConfigurationKeeper:
         settings: ConfigurationSettings,
         *,
         now: Callable[[], dt.datetime] | None = None,
+        issued: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.issued = issued
+        """Reads the CA bundle (PEM) of the certificate Secret afresh from the API server (``None``: no
+        Secret), asked only when the configuration holds an unexpired CA beyond the bundle :meth:`ensure` was
+        given; such a CA is kept only while that bundle holds it. Without it the given bundle is the whole
+        truth: a replica whose Secret cache lags behind a CA renewal then drops the new CA until it catches
+        up."""
         self.writes = 0
         """Creates and updates made."""
+        self.fresh_reads = 0
+        """How often :attr:`issued` was asked."""
+
+    async def _trusted(
+        self, wanted: list[x509.Certificate], existing: list[x509.Certificate]
+    ) -> list[x509.Certificate]:
+        """The CAs to inject: ``wanted`` (this replica's bundle, from the Secret) plus, when the configuration
+        holds other unexpired CAs, the Secret's bundle as the API server has it now (first, so that every
+        replica writes the same order). Any other CA — one nobody issued from the Secret — is dropped."""
+        now = self.now()
+        known = {fingerprint(c) for c in wanted}
+        extra = [c for c in existing if fingerprint(c) not in known and c.not_valid_after_utc > now]
+        if not extra or self.issued is None:
+            return merge_bundles(wanted, now=now)
+        self.fresh_reads += 1
+        raw = await self.issued()
+        try:
+            fresh = parse_bundle(raw) if raw else []
+        except ValueError:
+            fresh = []  # an unreadable bundle in the Secret vouches for nothing
+        return merge_bundles(fresh, wanted, now=now)
 
     async def ensure(self, ca_bundle_pem: bytes) -> None:
         r = VALIDATING_WEBHOOK_CONFIGURATIONS
@@ -162,7 +195,7 @@ class ConfigurationKeeper:
                 current: dict[str, Any] | None = msgspec.json.decode(await self.client.request("GET", path))
             except NotFound:
                 current = None
-            cas = merge_bundles(wanted, _existing_cas(current or {}), now=self.now())
+            cas = await self._trusted(wanted, _existing_cas(current or {}))
             webhooks = desired_webhooks(self.settings, bundle_pem(cas))
             if current is None:
                 body = {

@@ -1,5 +1,6 @@
 """The webhook through a real kube-apiserver 1.20: verdicts, Warning headers, agreement with the controller,
-certificate rotation under a stream of writes, and three replicas starting at once.
+certificate rotation under a stream of writes, three replicas starting at once, and the configuration's
+repair trusting only the CAs the operator issued.
 
 These tests change cluster-wide admission configuration, so they run on a control plane of their own.
 """
@@ -17,15 +18,18 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
+from certs.pki import make_ca
 from controllers.applicationpersona import ApplicationPersonaReconciler, PersonaSettings
 from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient
+from dorgu.runtime.client import ApiClient
 from dorgu.runtime.manager import Manager
 from tests.conftest import CRDS
 from tests.runtime.kit import LoopThread
 from tests.webhook import kit
 from tests.webhook.kit import OPT_IN, Api, deployment, persona, poll
+from webhook.configuration import ConfigurationKeeper, ConfigurationSettings
 
 ENFORCING = {**OPT_IN, "dorgu.io/webhook-mode": "enforcing"}
 ADVISORY = {**OPT_IN, "dorgu.io/webhook-mode": "advisory"}
@@ -334,3 +338,78 @@ def test_three_replicas_start_at_once(
         assert (a.status, a.warnings) == (201, BAD_WARNINGS)
     finally:
         balancer.stop()
+
+
+def _der(pem: bytes) -> list[str]:
+    """The certificates of a PEM bundle, in order, as short SHA-256 fingerprints (readable in a failure)."""
+    return [c.fingerprint(hashes.SHA256()).hex()[:16] for c in x509.load_pem_x509_certificates(pem)]
+
+
+def _bundle(vwc: dict[str, Any]) -> list[list[str]]:
+    """Per entry, the certificates of its caBundle (see :func:`_der`)."""
+    return [_der(base64.b64decode(w["clientConfig"]["caBundle"])) for w in vwc["webhooks"]]
+
+
+def _with_ca(vwc: dict[str, Any], pem: bytes) -> dict[str, Any]:
+    """``vwc`` with ``pem`` appended to every entry's caBundle."""
+    for w in vwc["webhooks"]:
+        bundle = base64.b64decode(w["clientConfig"]["caBundle"]) + pem
+        w["clientConfig"]["caBundle"] = base64.b64encode(bundle).decode()
+    return vwc
+
+
+def test_repair_drops_a_ca_the_operator_did_not_issue(kube: HarnessClient, replicas: kit.Replicas) -> None:
+    """A CA injected into the configuration's caBundle (named like ours, valid for years) is gone after the
+    replica's next repair, while every CA of the operator's Secret stays."""
+    (rep,) = replicas.start(kit.options(kit.free_port(), webhook_secret_name="foreign"))
+    assert rep.server is not None and rep.server.material is not None
+    ours = _der(rep.server.material.ca_bundle_pem)
+    secret = kube.get("/api/v1/namespaces/default/secrets/foreign")
+    assert _der(base64.b64decode(secret["data"]["ca.crt"])) == ours
+    path = f"{VWC}/dorgu-deployment-validation"
+    assert _bundle(kube.get(path)) == [ours, ours]
+
+    foreign = make_ca(common_name="dorgu-webhook-ca", validity=dt.timedelta(days=3650))
+    kube.put(path, _with_ca(kube.get(path), foreign.cert_pem))
+    assert _bundle(kube.get(path)) == [ours + _der(foreign.cert_pem)] * 2
+    # The replica re-checks every 2 s (and on every change of its Secret).
+    poll(lambda: _bundle(kube.get(path)), lambda b: b == [ours, ours], timeout=30, what="the repair")
+
+
+def test_keeper_keeps_a_ca_only_while_the_secret_holds_it(cp: ControlPlane, kube: HarnessClient) -> None:
+    """A replica whose Secret cache lags behind a CA renewal keeps the new CA another replica injected (the
+    Secret, read afresh, holds it), and still drops a CA the Secret never held."""
+    old, new = (make_ca(common_name="dorgu-webhook-ca", validity=dt.timedelta(days=1)) for _ in range(2))
+    foreign = make_ca(common_name="dorgu-webhook-ca", validity=dt.timedelta(days=1))
+    secret_bundle = new.cert_pem + old.cert_pem  # after a renewal: the new signing CA first, then the old
+    settings = ConfigurationSettings(name="keeper-test", url="https://127.0.0.1:9/validate-deployment")
+    path = f"{VWC}/keeper-test"
+
+    async def issued() -> bytes | None:
+        return secret_bundle
+
+    async def go() -> None:
+        async with ApiClient(cp.connection(user_agent="keeper")) as client:
+            up_to_date = ConfigurationKeeper(client, settings, issued=issued)
+            lagging = ConfigurationKeeper(client, settings, issued=issued)
+            await up_to_date.ensure(secret_bundle)
+            assert _bundle(kube.get(path)) == [_der(secret_bundle)] * 2
+            # The lagging replica's cache still has the old bundle: it keeps the new CA, writing nothing.
+            await lagging.ensure(old.cert_pem)
+            assert (lagging.writes, lagging.fresh_reads) == (0, 1)
+            assert _bundle(kube.get(path)) == [_der(secret_bundle)] * 2
+            # An injected CA goes, whichever replica repairs; the Secret's CAs stay, in the Secret's order.
+            for keeper, bundle in ((lagging, old.cert_pem), (up_to_date, secret_bundle)):
+                kube.put(path, _with_ca(kube.get(path), foreign.cert_pem))
+                await keeper.ensure(bundle)
+                assert _bundle(kube.get(path)) == [_der(secret_bundle)] * 2
+            # Nothing beyond its own bundle: no fresh read.
+            reads = up_to_date.fresh_reads
+            await up_to_date.ensure(secret_bundle)
+            assert up_to_date.fresh_reads == reads
+
+    try:
+        asyncio.run(go())
+    finally:
+        with contextlib.suppress(Exception):
+            kube.delete(path)
