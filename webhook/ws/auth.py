@@ -8,7 +8,8 @@ Rules this module keeps:
 * Each subscription and request is authorised with SubjectAccessReviews for the user (name, groups, uid,
   extra, exactly as the TokenReview returned them): ``list`` **and** ``watch`` of ``applicationpersonas``
   (group ``dorgu.io``) in the namespace asked for — cluster-wide when all namespaces are asked for;
-  ``clusterpersonas`` for the ``cluster`` topic. A "no" is an ``error`` with code ``forbidden``.
+  ``clusterpersonas`` for the ``cluster`` topic; core ``events`` for the ``events`` topic (it shows
+  Events, so persona rights alone do not open it). A "no" is an ``error`` with code ``forbidden``.
 * Answers are cached per connection for ``cache_ttl_s`` (RBAC changes take effect on the next connection or
   after the TTL); TokenReviews are cached per token for the same time.
 * ``mode="none"`` (``--ws-auth=none``) trusts everyone; it exists for local development only and logs a

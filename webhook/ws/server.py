@@ -449,12 +449,18 @@ class WebSocketServer:
             raise _Fail(p.NOT_READY, f"the server's {topic} cache has not synced yet; retry") from None
 
     async def _authorize(self, user: User, topic: str, namespace: str | None) -> None:
+        # Each topic is authorised against the resource it shows: the events topic shows core/v1 Events
+        # (about personas), so it needs list+watch of ``events``, not of ``applicationpersonas``.
+        where = f"{'namespace ' + namespace if namespace else 'all namespaces'}"
         if topic == p.TOPIC_CLUSTER:
             ok = await self.auth.may(user, resource="clusterpersonas", namespace=None)
             what = "clusterpersonas"
+        elif topic == p.TOPIC_EVENTS:
+            ok = await self.auth.may(user, resource="events", namespace=namespace, group="")
+            what = f"events in {where}"
         else:
             ok = await self.auth.may(user, resource="applicationpersonas", namespace=namespace)
-            what = f"applicationpersonas in {'namespace ' + namespace if namespace else 'all namespaces'}"
+            what = f"applicationpersonas in {where}"
         if not ok:
             raise _Fail(p.FORBIDDEN, f"user {user.username!r} may not list and watch {what}")
 
