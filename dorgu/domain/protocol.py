@@ -345,18 +345,26 @@ class Codec:
         return self._mp_enc.encode(msg) if self.msgpack else self._json_enc.encode(msg)
 
     def decode(self, data: bytes | str, *, binary: bool) -> Message:
-        """A text frame is always JSON; a binary frame is msgpack on a msgpack connection, else JSON."""
-        if binary and self.msgpack:
-            return self._mp_dec.decode(data)
-        return self._json_dec.decode(data)
+        """A text frame is always JSON; a binary frame is msgpack on a msgpack connection, else JSON.
+
+        Decoding depth is bounded: a message nested deeper than the decoder's recursion allows (about a
+        thousand levels, less the stack in use) raises :class:`msgspec.DecodeError` like any other frame
+        that does not decode — never a ``RecursionError`` that would escape a handler's error path."""
+        try:
+            if binary and self.msgpack:
+                return self._mp_dec.decode(data)
+            return self._json_dec.decode(data)
+        except RecursionError:
+            raise msgspec.DecodeError("the message is nested too deeply") from None
 
     def salvage(self, data: bytes | str, *, binary: bool) -> LooseEnvelope | None:
-        """The ``type``/``requestId``/``topic`` of an undecodable message, when it is at least a map."""
+        """The ``type``/``requestId``/``topic`` of an undecodable message, when it is at least a map (None
+        when nested too deeply to read even those: skipping a value recurses too)."""
         try:
             if binary and self.msgpack:
                 return self._mp_loose.decode(data)
             return self._json_loose.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
 
 

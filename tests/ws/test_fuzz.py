@@ -41,6 +41,35 @@ frames = st.one_of(
 )
 
 
+def _deep_json(depth: int, opener: str, closed: bool, enveloped: bool) -> str:
+    """``depth`` levels of ``[`` or ``{"a":`` (closed or not), alone or as a request's payload."""
+    closer = "]" if opener == "[" else "}"
+    inner = opener * depth + (("" if opener == "[" else "0") + closer * depth if closed else "")
+    if not enveloped:
+        return inner
+    return '{"type":"request","topic":"personas","requestId":"deep","payload":' + inner + "}"
+
+
+def _deep_msgpack(depth: int, array: bool, enveloped: bool) -> bytes:
+    """``depth`` levels of one-element arrays or one-key maps around nil, alone or as a request's payload."""
+    inner = (b"\x91" if array else b"\x81\xa1a") * depth + b"\xc0"
+    if not enveloped:
+        return inner
+    head = msgspec.msgpack.encode({"type": "request", "topic": "personas", "requestId": "deep"})
+    return bytes([head[0] + 1]) + head[1:] + msgspec.msgpack.encode("payload") + inner  # fixmap: one more key
+
+
+# Nesting from shallow to far past the decoder's recursion limit (~4 KB of ``[`` is the known crash); the
+# deepest stays under the 512 KiB message limit (5 bytes a level at most).
+depths = st.sampled_from([10, 500, 999, 1000, 1001, 2000, 4096, 20_000, 100_000])
+deep_frames = st.one_of(
+    st.tuples(depths, st.sampled_from(["[", '{"a":']), st.booleans(), st.booleans()).map(
+        lambda t: ("text", _deep_json(*t))
+    ),
+    st.tuples(depths, st.booleans(), st.booleans()).map(lambda t: ("mpbytes", _deep_msgpack(*t))),
+)
+
+
 def _exchange(url: str, batch: list[tuple[str, object]], *, msgpack: bool) -> list[dict]:
     async def main() -> list[dict]:
         protocols = (p.SUBPROTOCOL_MSGPACK,) if msgpack else ()
@@ -48,6 +77,10 @@ def _exchange(url: str, batch: list[tuple[str, object]], *, msgpack: bool) -> li
             replies = []
             for kind, value in batch:
                 if kind == "bytes":
+                    await ws.send_bytes(value)  # type: ignore[arg-type]
+                elif kind == "text":
+                    await ws.send_str(value)  # type: ignore[arg-type]
+                elif kind == "mpbytes":  # msgpack bytes: binary frames (a JSON connection reads them as JSON)
                     await ws.send_bytes(value)  # type: ignore[arg-type]
                 elif msgpack:
                     await ws.send_bytes(msgspec.msgpack.encode(value))
@@ -82,6 +115,26 @@ def test_fuzzed_frames_get_answers_and_the_connection_stays(operator: Operator) 
                 assert set(reply["payload"]) == {"code", "message"}
 
     check()
+
+
+def test_deeply_nested_frames_get_an_error_reply_and_the_connection_stays(operator: Operator) -> None:
+    url = operator.url("open")
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(deep_frames | frames, min_size=1, max_size=6), st.booleans())
+    def check(batch: list[tuple[str, object]], msgpack: bool) -> None:
+        for reply in _exchange(url, batch, msgpack=msgpack):
+            assert reply["type"] in ("response", "error", "event"), reply
+            if reply["type"] == "error":
+                assert set(reply["payload"]) == {"code", "message"}
+
+    check()
+    # The known crash, exactly: ~4 KB of ``[`` in a text frame, then the same connection still answers.
+    deep = [("text", "[" * 4096), ("mpbytes", _deep_msgpack(4096, True, True))]
+    replies = _exchange(url, [*deep, ("json", {"type": "request", "topic": "personas", "requestId": "a"})],
+                        msgpack=True)  # fmt: skip
+    assert [r["payload"]["code"] for r in replies[:2]] == [p.INVALID_MESSAGE, p.INVALID_MESSAGE], replies
+    assert replies[2]["requestId"] == "a", replies
 
 
 def test_huge_message_closes_1009_and_server_stays_up(operator: Operator) -> None:

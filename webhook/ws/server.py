@@ -10,7 +10,8 @@ server keeps:
   token), ``/health`` → ``ok`` for any method, anything else 404.
 * Heartbeat: a ping every ``heartbeat_s``; a peer that does not answer within half of that is dropped.
 * Inbound messages over 512 KiB close the connection with 1009; WebSocket protocol violations close it with
-  1002 (aiohttp); a message that does not decode gets an ``error`` (``invalid_message``, or
+  1002 (aiohttp); a message that does not decode — deep nesting included (decoding depth is bounded, see
+  :meth:`dorgu.domain.protocol.Codec.decode`) — gets an ``error`` (``invalid_message``, or
   ``unknown_message_type`` for an unknown ``type``) and the connection stays open.
 * Messages of one connection are handled in arrival order; replies and events share the connection's
   bounded queue (:mod:`webhook.ws.hub`), so a reply is never overtaken by an event queued after it.
