@@ -67,6 +67,8 @@ NOT_READY = "not_ready"
 """The server's caches have not synced yet."""
 INTERNAL_ERROR = "internal_error"
 """A bug in the server; the connection stays open."""
+RATE_LIMITED = "rate_limited"
+"""Too many failed authentications from the client's address (the HTTP 429 at the handshake)."""
 
 # Persona event types (fixed) and the snapshot marker.
 CREATED = "created"

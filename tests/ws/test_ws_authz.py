@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cli.ws_client import OperatorConnection, RemoteError, WsClientSettings
 from dorgu.domain import protocol as p
 from dorgu.envtest import ControlPlane, HarnessClient
-from tests.ws.kit import Operator
+from tests.ws.kit import Operator, poll
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
 _n = itertools.count()
@@ -23,11 +26,19 @@ _n = itertools.count()
 
 @pytest.fixture(scope="module")
 def authz(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """``auth``: TokenReview + SubjectAccessReview."""
+    """``auth``: TokenReview + SubjectAccessReview, short answer cache, a rejected token remembered for long,
+    failures never rate-limited in practice; ``limited``: three failures per source, then (practically) no
+    more."""
     tmp: Path = tmp_path_factory.mktemp("ws-authz")
-    op = Operator(control_plane.kubeconfig, {"auth": {"ws_auth": "token", "ws_auth_cache_ttl_s": 0.5}}, tmp)
+    servers: dict[str, dict[str, Any]] = {
+        "auth": {"ws_auth": "token", "ws_auth_cache_ttl_s": 0.5, "ws_auth_negative_ttl_s": 3600,
+                 "ws_auth_fail_burst": 1000},
+        "limited": {"ws_auth": "token", "ws_auth_fail_burst": 3, "ws_auth_fail_per_s": 0.0001},
+    }  # fmt: skip
+    op = Operator(control_plane.kubeconfig, servers, tmp)
     try:
         op.ready("auth")
+        op.ready("limited")
         yield op
     finally:
         op.stop()
@@ -96,3 +107,36 @@ def test_events_topic_is_authorised_against_events_not_personas(
         }
 
     asyncio.run(main())
+
+
+def token_reviews(op: Operator, result: str) -> float:
+    """``dorgu_ws_token_reviews_total{result=…}`` summed over the supervisor's children (its ``/metrics``)."""
+    port = next(r["port"] for r in list(op.records) if r.get("msg") == "serving health and metrics")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    pat = re.compile(rf'^dorgu_ws_token_reviews_total{{[^}}]*result="{result}"[^}}]*}} (\S+)$', re.M)
+    return sum(float(v) for v in pat.findall(text))
+
+
+async def handshake(url: str, token: str) -> int:
+    """The HTTP status of a WebSocket handshake with ``token`` (101 when it upgraded)."""
+    async with aiohttp.ClientSession() as s:
+        try:
+            async with s.ws_connect(url, headers={"Authorization": f"Bearer {token}"}):
+                return 101
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+
+def test_a_bad_token_costs_one_token_review_and_a_source_is_rate_limited(authz: Operator) -> None:
+    poll(lambda: any(r.get("msg") == "serving health and metrics" for r in list(authz.records)), "metrics")
+    bad = f"not-a-token-{time.time_ns()}"
+    before = token_reviews(authz, "rejected")
+    statuses = [asyncio.run(handshake(authz.url("auth"), bad)) for _ in range(20)]
+    assert statuses == [401] * 20
+    # The counter is written by the child before it answers: no wait needed to read it.
+    assert token_reviews(authz, "rejected") - before == 1
+
+    # ``limited`` allows three failures from one source (this test's 127.0.0.1), then answers 429.
+    statuses = [asyncio.run(handshake(authz.url("limited"), f"{bad}-{i}")) for i in range(8)]
+    assert statuses == [401] * 3 + [429] * 5, statuses

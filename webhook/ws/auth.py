@@ -12,6 +12,12 @@ Rules this module keeps:
   Events, so persona rights alone do not open it). A "no" is an ``error`` with code ``forbidden``.
 * Answers are cached per connection for ``cache_ttl_s`` (RBAC changes take effect on the next connection or
   after the TTL); TokenReviews are cached per token for the same time.
+* A rejected token is remembered for ``negative_ttl_s``: the same bad token again within it is refused
+  without another TokenReview (``dorgu_ws_token_reviews_total`` counts the reviews actually asked for).
+* Failed authentications are rate-limited per source (the peer's address): a token bucket of
+  ``fail_burst`` failures refilled at ``fail_per_s``, on the injected clock. A source whose bucket is empty
+  is refused (HTTP 429, code ``rate_limited``) before its token is even looked at — a valid token from
+  that source included, until the bucket refills; successful handshakes never take from the bucket.
 * ``mode="none"`` (``--ws-auth=none``) trusts everyone; it exists for local development only and logs a
   warning at start.
 """
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from prometheus_client import Counter
 
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock, RealClock
@@ -32,6 +39,19 @@ log = logging.getLogger("dorgu.websocket.auth")
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 SUBJECTACCESSREVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 GROUP = "dorgu.io"
+
+TOKEN_REVIEWS = Counter(
+    "dorgu_ws_token_reviews_total",
+    "TokenReviews the WebSocket server asked the API server for, by answer",
+    ["result"],  # authenticated, rejected or error
+)
+AUTH_FAILURES = Counter(
+    "dorgu_ws_auth_failures_total",
+    "Refused WebSocket handshakes, by reason",
+    ["reason"],  # missing, rejected (TokenReview said no), cached (remembered rejection), rate_limited
+)
+_MAX_ENTRIES = 10_000
+"""Cache and bucket entries kept before the oldest are dropped (a bound on memory, not a tuning knob)."""
 
 
 class _UserInfo(msgspec.Struct, kw_only=True):
@@ -88,10 +108,25 @@ class AuthSettings:
     """``token`` (TokenReview + SubjectAccessReview) or ``none`` (local development only)."""
     cache_ttl_s: float = 30.0
     """How long a TokenReview or SubjectAccessReview answer is reused."""
+    negative_ttl_s: float = 10.0
+    """How long a rejected token is refused without asking the API server again (0: not remembered)."""
+    fail_burst: int = 10
+    """Failed authentications a source may have in a burst before it is refused with 429."""
+    fail_per_s: float = 0.5
+    """Rate at which a source's failure allowance refills (failures per second)."""
 
 
 class Unauthenticated(Exception):
     """The token is missing or not accepted (HTTP 401)."""
+
+
+class RateLimited(Exception):
+    """Too many failed authentications from this source (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """When the source may try again."""
 
 
 class Authenticator:
@@ -104,28 +139,87 @@ class Authenticator:
         self.settings = settings
         self.clock = clock or RealClock()
         self._tokens: dict[str, tuple[float, User]] = {}
+        self._rejected: dict[str, tuple[float, str]] = {}
+        """token → (when rejected, why): the negative cache."""
+        self._buckets: dict[str, tuple[float, float]] = {}
+        """source → (failures still allowed, when that was computed): the per-source token buckets."""
         self._sars: dict[tuple[Any, ...], tuple[float, bool]] = {}
         if settings.mode == "none":
             log.warning("WebSocket authentication is OFF (--ws-auth=none): for local development only")
 
-    async def authenticate(self, authorization: str | None) -> User:
+    async def authenticate(self, authorization: str | None, *, source: str = "") -> User:
+        """The user ``authorization`` (an ``Authorization`` header) names; ``source`` (the peer's address)
+        is what failures are rate-limited by. Raises :class:`Unauthenticated` or :class:`RateLimited`."""
         if self.settings.mode == "none":
             return DEV_USER
+        self._check_bucket(source)
+        try:
+            return await self._authenticate(authorization)
+        except Unauthenticated:
+            self._take_from_bucket(source)
+            raise
+
+    def _allowance(self, source: str, now: float) -> float:
+        left, at = self._buckets.get(source, (float(self.settings.fail_burst), now))
+        return min(float(self.settings.fail_burst), left + (now - at) * self.settings.fail_per_s)
+
+    def _check_bucket(self, source: str) -> None:
+        now = self.clock.monotonic()
+        left = self._allowance(source, now)
+        if left < 1.0:
+            AUTH_FAILURES.labels("rate_limited").inc()
+            wait = (1.0 - left) / self.settings.fail_per_s if self.settings.fail_per_s > 0 else 3600.0
+            raise RateLimited(
+                f"too many failed authentications from {source or 'this source'}; retry in {wait:.0f} s",
+                retry_after_s=wait,
+            )
+
+    def _take_from_bucket(self, source: str) -> None:
+        now = self.clock.monotonic()
+        if len(self._buckets) >= _MAX_ENTRIES:
+            # Full buckets carry no state: drop them first; if every one is draining, drop the oldest half.
+            full = float(self.settings.fail_burst)
+            self._buckets = {k: v for k, v in self._buckets.items() if self._allowance(k, now) < full}
+            if len(self._buckets) >= _MAX_ENTRIES:
+                keep = sorted(self._buckets.items(), key=lambda kv: kv[1][1])[_MAX_ENTRIES // 2 :]
+                self._buckets = dict(keep)
+        self._buckets[source] = (self._allowance(source, now) - 1.0, now)
+
+    async def _authenticate(self, authorization: str | None) -> User:
         if not authorization or not authorization.lower().startswith("bearer "):
+            AUTH_FAILURES.labels("missing").inc()
             raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")
         token = authorization[7:].strip()
         now = self.clock.monotonic()
         hit = self._tokens.get(token)
         if hit and now - hit[0] < self.settings.cache_ttl_s:
             return hit[1]
-        raw = await self.client.request(
-            "POST",
-            TOKENREVIEWS,
-            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
-        )
+        miss = self._rejected.get(token)
+        if miss and now - miss[0] < self.settings.negative_ttl_s:
+            AUTH_FAILURES.labels("cached").inc()
+            raise Unauthenticated(miss[1])
+        try:
+            raw = await self.client.request(
+                "POST",
+                TOKENREVIEWS,
+                body={
+                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token},
+                },
+            )  # fmt: skip
+        except BaseException:
+            TOKEN_REVIEWS.labels("error").inc()
+            raise
         st = msgspec.json.decode(raw, type=_TokenReview).status
         if not st.authenticated:
-            raise Unauthenticated(f"the token was not accepted{': ' + st.error if st.error else ''}")
+            TOKEN_REVIEWS.labels("rejected").inc()
+            AUTH_FAILURES.labels("rejected").inc()
+            why = f"the token was not accepted{': ' + st.error if st.error else ''}"
+            if len(self._rejected) >= _MAX_ENTRIES:
+                self._rejected.clear()
+            self._rejected[token] = (now, why)
+            raise Unauthenticated(why)
+        TOKEN_REVIEWS.labels("authenticated").inc()
+        self._rejected.pop(token, None)
         u = st.user
         user = User(
             username=u.username,
@@ -133,7 +227,7 @@ class Authenticator:
             groups=tuple(u.groups),
             extra=tuple((k, tuple(v)) for k, v in sorted(u.extra.items())),
         )
-        if len(self._tokens) > 10_000:
+        if len(self._tokens) >= _MAX_ENTRIES:
             self._tokens.clear()
         self._tokens[token] = (now, user)
         return user
@@ -171,7 +265,7 @@ class Authenticator:
             body={"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
         )
         allowed = msgspec.json.decode(raw, type=_SAR).status.allowed
-        if len(self._sars) > 10_000:
+        if len(self._sars) >= _MAX_ENTRIES:
             self._sars.clear()
         self._sars[key] = (now, allowed)
         return allowed

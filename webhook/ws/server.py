@@ -7,7 +7,8 @@ server keeps:
   ApplicationPersonas, ClusterPersonas and the Kubernetes Events about ApplicationPersonas; it never writes
   to the cluster (``validate`` is a dry run on the manifest the client sends).
 * Routes: ``GET /ws`` (upgrade; 405 for other methods, 400 without upgrade headers, 401 without an accepted
-  token), ``/health`` → ``ok`` for any method, anything else 404.
+  token, 429 with ``Retry-After`` when its address failed to authenticate too often — see
+  :mod:`webhook.ws.auth`), ``/health`` → ``ok`` for any method, anything else 404.
 * Heartbeat: a ping every ``heartbeat_s``; a peer that does not answer within half of that is dropped.
 * Inbound messages over 512 KiB close the connection with 1009; WebSocket protocol violations close it with
   1002 (aiohttp); a message that does not decode — deep nesting included (decoding depth is bounded, see
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import ssl
 import uuid
@@ -45,7 +47,7 @@ from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
-from webhook.ws.auth import Authenticator, AuthSettings, Unauthenticated, User
+from webhook.ws.auth import Authenticator, AuthSettings, RateLimited, Unauthenticated, User
 from webhook.ws.hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
 from webhook.ws.settings import WebSocketOptions
 
@@ -76,6 +78,12 @@ class WebSocketSettings:
     """Ring and queue sizes."""
     auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused."""
+    auth_negative_ttl_s: float = 10.0
+    """How long a rejected token is refused without another TokenReview."""
+    auth_fail_burst: int = 10
+    """Failed authentications one source may have in a burst before it gets HTTP 429."""
+    auth_fail_per_s: float = 0.5
+    """Rate at which a source's failure allowance refills (failures per second)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> WebSocketSettings:
@@ -92,6 +100,9 @@ class WebSocketSettings:
             tls_key_file=o.ws_tls_key_file,
             hub=HubSettings(ring_size=o.ws_ring_size, queue_size=o.ws_queue_size),
             auth_cache_ttl_s=o.ws_auth_cache_ttl_s,
+            auth_negative_ttl_s=o.ws_auth_negative_ttl_s,
+            auth_fail_burst=o.ws_auth_fail_burst,
+            auth_fail_per_s=o.ws_auth_fail_per_s,
         )
 
 
@@ -238,7 +249,13 @@ class WebSocketServer:
         """This instance; a client resuming from another instance gets a snapshot."""
         self.auth = Authenticator(
             manager.client,
-            AuthSettings(mode=settings.auth, cache_ttl_s=settings.auth_cache_ttl_s),
+            AuthSettings(
+                mode=settings.auth,
+                cache_ttl_s=settings.auth_cache_ttl_s,
+                negative_ttl_s=settings.auth_negative_ttl_s,
+                fail_burst=settings.auth_fail_burst,
+                fail_per_s=settings.auth_fail_per_s,
+            ),
             clock=manager.clock,
         )
         self.personas: Informer[ApplicationPersona] = manager.informer(
@@ -345,9 +362,16 @@ class WebSocketServer:
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         try:
-            user = await self.auth.authenticate(request.headers.get("Authorization"))
+            user = await self.auth.authenticate(
+                request.headers.get("Authorization"), source=str(request.remote)
+            )
         except Unauthenticated as e:
             return web.json_response({"code": p.UNAUTHORIZED, "message": str(e)}, status=401)
+        except RateLimited as e:
+            return web.json_response(
+                {"code": p.RATE_LIMITED, "message": str(e)}, status=429,
+                headers={"Retry-After": str(max(1, math.ceil(e.retry_after_s)))},
+            )  # fmt: skip
         except (ApiError, OSError, TimeoutError) as e:
             log.warning("TokenReview failed: %s", e)
             return web.json_response(

@@ -38,11 +38,21 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """Frames queued per connection before it is declared lagging and resynced."""
     ws_auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused (0: not at all)."""
+    ws_auth_negative_ttl_s: float = 10.0
+    """How long a rejected token is refused without another TokenReview (0: not remembered)."""
+    ws_auth_fail_burst: int = 10
+    """Failed authentications one source (peer address) may have in a burst before it gets HTTP 429."""
+    ws_auth_fail_per_s: float = 0.5
+    """Rate at which a source's failure allowance refills (failures per second)."""
 
     def __post_init__(self) -> None:
         # msgspec reports a ValueError raised here as a ValidationError; the message names the key.
         if self.ws_auth not in AUTH_MODES:
             raise ValueError(f"ws_auth must be token or none, not {self.ws_auth!r}")
+        if self.ws_auth_fail_burst < 1:
+            raise ValueError(f"ws_auth_fail_burst must be at least 1, not {self.ws_auth_fail_burst}")
+        if self.ws_auth_fail_per_s <= 0:
+            raise ValueError(f"ws_auth_fail_per_s must be positive, not {self.ws_auth_fail_per_s}")
         if self.websocket_addr and not self.websocket_addr.rpartition(":")[2].isdigit():
             raise ValueError(f"websocket_addr must be host:port or :port, not {self.websocket_addr!r}")
 
