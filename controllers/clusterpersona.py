@@ -7,9 +7,11 @@ The heuristics are in :mod:`dorgu.domain.discovery`. Rules this controller keeps
   whose readiness, labels, providerID, taints, capacity or versions changed (heartbeats do not count),
   re-discovers every ClusterPersona after a short debounce (a burst of node events gives one pass).
 * **Discovery**: nodes (from the cache, in name order), resource summary, namespaces, Kubernetes version,
-  platform, ApplicationPersona count and add-ons (label-selected LISTs of Deployments, StatefulSets,
-  DaemonSets and Pods in all namespaces). A step that fails keeps its previous value, and is reported:
+  platform, ApplicationPersona count and add-ons (label-selected LISTs of Deployments, StatefulSets and
+  DaemonSets in all namespaces). A step that fails keeps its previous value, and is reported:
   ``Discovered=False/DiscoveryIncomplete`` naming the step, and a ``Ready`` phase becomes ``Degraded``.
+* **No Pod is ever read**: a cluster-wide Pod read would expose every Pod's environment values, so add-ons
+  are found on their workloads and running Pods are not counted (``runningPods`` stays unset).
 * **Status** is written with server-side apply on the status subresource under field manager
   ``dorgu-clusterpersona``; every apply carries every field this manager owns (a left-out field would be
   deleted). ``status.nodeCount`` feeds the ``Nodes`` printer column.
@@ -37,7 +39,6 @@ from dorgu.domain.types import (
     ClusterPersona,
     ClusterPersonaStatus,
     NamespaceSummary,
-    ResourceSummary,
 )
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
@@ -48,7 +49,7 @@ from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, PODS, STATEFULSETS, Resource
+from dorgu.runtime.resource import DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, STATEFULSETS, Resource
 
 log = logging.getLogger("dorgu.clusterpersona")
 
@@ -60,7 +61,6 @@ WORKLOADS: tuple[tuple[str, Resource], ...] = (
     ("Deployment", DEPLOYMENTS),
     ("StatefulSet", STATEFULSETS),
     ("DaemonSet", DAEMONSETS),
-    ("Pod", PODS),
 )
 OWN_CONDITIONS = ("Discovered", "Healthy")
 
@@ -186,9 +186,8 @@ class ClusterPersonaReconciler:
                 failures[name] = f"{type(e).__name__}: {e}"[:300]
                 return None
 
-        namespaces, running, personas, version, workloads = await asyncio.gather(
+        namespaces, personas, version, workloads = await asyncio.gather(
             step("namespaces", self.m.client.list_all(NAMESPACES, type=Namespace)),
-            step("pods", self.m.client.list_all(PODS, type=_MetaOnly, field_selector="status.phase=Running")),
             step("applicationPersonas", self.m.client.list_all(APPLICATION_PERSONAS, type=_MetaOnly)),
             step("version", self.m.client.server_version()),
             step("addons", self._workloads()),
@@ -208,10 +207,7 @@ class ClusterPersonaReconciler:
             )
         if personas is not None:
             app_count = len(personas.items)
-        summary = discovery.resource_summary(
-            nodes,
-            len(running.items) if running is not None else (old.resource_summary or _NO_SUMMARY).running_pods,
-        )
+        summary = discovery.resource_summary(nodes)
         addons = discovery.detect_addons(workloads) if workloads is not None else old.addons
         kube_version = (version or {}).get("gitVersion") or old.kubernetes_version
         phase, conds = discovery.phase_and_conditions(nodes, failures)
@@ -237,7 +233,7 @@ class ClusterPersonaReconciler:
         )
 
     async def _workloads(self) -> list[discovery.Workload]:
-        """Every Deployment, StatefulSet, DaemonSet and Pod carrying a label an add-on rule looks for."""
+        """Every Deployment, StatefulSet and DaemonSet carrying a label an add-on rule looks for."""
         queries = discovery.selector_queries()
         jobs = [
             (kind, self.m.client.list_all(res, type=discovery.RawWorkload, label_selector=q))
@@ -251,9 +247,6 @@ class ClusterPersonaReconciler:
                 w = discovery.workload_of(kind, raw)
                 seen[(kind, w.namespace, w.name)] = w
         return list(seen.values())
-
-
-_NO_SUMMARY = ResourceSummary()
 
 
 async def run(ctx: ComponentContext) -> None:

@@ -8,10 +8,13 @@ read into the status fields:
   which would hide most platform labels); then the first ``spec.providerID``; then ``Generic``; ``Unknown``
   without nodes. Nodes are looked at in name order, rules in table order, so the result never depends on
   map iteration order.
-* **Add-ons**: found by their well-known labels on Deployments, StatefulSets and DaemonSets
-  (bare Pods as a fallback) in **any** namespace. The version comes from ``app.kubernetes.io/version`` or
-  from the image tag of the add-on's own container (never a sidecar's); health from the workload's ready
-  replicas (all of the add-on's workloads in the namespace where it was found).
+* **Add-ons**: found by their well-known labels on Deployments, StatefulSets and DaemonSets in **any**
+  namespace — never on Pods: reading Pods cluster-wide would expose every Pod's environment values, and an
+  add-on runs from one of these workloads. The version comes from ``app.kubernetes.io/version`` or from the
+  image tag of the add-on's own container (never a sidecar's); health from the workload's ready replicas
+  (all of the add-on's workloads in the namespace where it was found).
+* **Resource summary**: node capacity and allocatable only. Running Pods are not counted
+  (``runningPods`` stays unset): counting them would need the same cluster-wide Pod reads.
 * **Phase and conditions**: the desired ``Discovered`` and ``Healthy`` conditions (the caller sets them with
   :func:`~dorgu.runtime.conditions.set_status_conditions`). A failed discovery step makes
   ``Discovered=False`` and the phase at least ``Degraded``; it never hides behind a ``Ready``.
@@ -130,7 +133,8 @@ def quantity_sum(values: Iterable[int | str | None]) -> str:
     return Quantity(total, fmt or Format.DECIMAL_SI).canonical()
 
 
-def resource_summary(nodes: Sequence[NodeInfo], running_pods: int | None) -> ResourceSummary:
+def resource_summary(nodes: Sequence[NodeInfo]) -> ResourceSummary:
+    """Capacity and allocatable summed over ``nodes`` (``runningPods`` is never set: see the module doc)."""
     cap = [n.capacity or NodeResources() for n in nodes]
     alloc = [n.allocatable or NodeResources() for n in nodes]
     pods = 0
@@ -143,7 +147,6 @@ def resource_summary(nodes: Sequence[NodeInfo], running_pods: int | None) -> Res
         allocatable_cpu=quantity_sum(a.cpu for a in alloc),
         allocatable_memory=quantity_sum(a.memory for a in alloc),
         total_pods=pods or None,
-        running_pods=running_pods or None,
     )
 
 
@@ -348,13 +351,6 @@ class _Template(_P):
 class _WorkloadSpec(_P):
     replicas: int | None = None
     template: _Template = msgspec.field(default_factory=_Template)
-    # Pods put containers directly under spec.
-    containers: list[_Container] | None = None
-
-
-class _Cond(_P):
-    type: str
-    status: str
 
 
 class _WorkloadStatus(_P):
@@ -362,12 +358,10 @@ class _WorkloadStatus(_P):
     ready_replicas: int | None = None
     number_ready: int | None = None
     desired_number_scheduled: int | None = None
-    phase: str | None = None
-    conditions: list[_Cond] | None = None
 
 
 class RawWorkload(_P):
-    """A Deployment, StatefulSet, DaemonSet or Pod, decoded to the little add-on detection needs."""
+    """A Deployment, StatefulSet or DaemonSet, decoded to the little add-on detection needs."""
 
     metadata: ObjectMeta = msgspec.field(default_factory=ObjectMeta)
     spec: _WorkloadSpec = msgspec.field(default_factory=_WorkloadSpec)
@@ -385,28 +379,20 @@ class Workload:
     containers: tuple[tuple[str, str], ...]
     """``(name, image)`` of each container."""
     healthy: bool
-    owned: bool = False
-    """A Pod with an owner (its workload is counted instead)."""
     template_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def workload_of(kind: str, raw: RawWorkload) -> Workload:
     """Normalise; health: Deployment/StatefulSet ``readyReplicas >= spec.replicas`` (default 1, and > 0),
-    DaemonSet ``numberReady >= desiredNumberScheduled > 0``, Pod phase Running and condition Ready."""
+    DaemonSet ``numberReady >= desiredNumberScheduled > 0``."""
     st = raw.status or _WorkloadStatus()
-    if kind == "Pod":
-        containers = raw.spec.containers or []
-        healthy = st.phase == "Running" and any(
-            c.type == "Ready" and c.status == "True" for c in (st.conditions or [])
-        )
+    containers = raw.spec.template.spec.containers
+    if kind == "DaemonSet":
+        desired = st.desired_number_scheduled or 0
+        healthy = desired > 0 and (st.number_ready or 0) >= desired
     else:
-        containers = raw.spec.template.spec.containers
-        if kind == "DaemonSet":
-            desired = st.desired_number_scheduled or 0
-            healthy = desired > 0 and (st.number_ready or 0) >= desired
-        else:
-            desired = 1 if raw.spec.replicas is None else raw.spec.replicas
-            healthy = desired > 0 and (st.ready_replicas or 0) >= desired
+        desired = 1 if raw.spec.replicas is None else raw.spec.replicas
+        healthy = desired > 0 and (st.ready_replicas or 0) >= desired
     tmeta = raw.spec.template.metadata
     return Workload(
         kind=kind,
@@ -416,7 +402,6 @@ def workload_of(kind: str, raw: RawWorkload) -> Workload:
         template_labels=(tmeta.labels if tmeta else None) or {},
         containers=tuple((c.name, c.image or "") for c in containers),
         healthy=healthy,
-        owned=bool(raw.metadata.owner_references),
     )
 
 
@@ -453,17 +438,14 @@ def _version(rule: AddonRule, w: Workload) -> str | None:
     return None
 
 
-_KIND_ORDER = {"Deployment": 0, "StatefulSet": 1, "DaemonSet": 2, "Pod": 3}
+_KIND_ORDER = {"Deployment": 0, "StatefulSet": 1, "DaemonSet": 2}
 
 
 def detect_addons(workloads: Sequence[Workload], rules: Sequence[AddonRule] = ADDONS) -> list[AddonInfo]:
     """One entry per add-on found (and per ``always`` rule): where the most central workload lives."""
     out: list[AddonInfo] = []
-    controllers = [w for w in workloads if w.kind != "Pod"]
     for rule in rules:
-        found = [(i, w) for w in controllers if (i := _matches(rule, w)) is not None]
-        if not found:  # bare Pods only when no workload matches (a Deployment's Pods would double-count)
-            found = [(i, w) for w in workloads if w.kind == "Pod" and (i := _matches(rule, w)) is not None]
+        found = [(i, w) for w in workloads if (i := _matches(rule, w)) is not None]
         if not found:
             if rule.always:
                 out.append(AddonInfo(name=rule.name, type=rule.type, installed=False))

@@ -97,9 +97,10 @@ def test_node_info_and_summary() -> None:
     assert info.allocatable is not None and info.allocatable.ephemeral_storage == "0"
     other = d.node_info(node("b", capacity={"cpu": "2000m", "memory": "1Gi", "pods": "10"}))
     assert other.role == "worker" and not other.ready
-    s = d.resource_summary([info, other], 7)
-    assert (s.total_cpu, s.total_memory, s.total_pods, s.running_pods) == ("6", "17423224Ki", 120, 7)
-    assert d.resource_summary([], None).total_cpu == "0"
+    s = d.resource_summary([info, other])
+    # Running Pods are not counted: that would need cluster-wide Pod reads.
+    assert (s.total_cpu, s.total_memory, s.total_pods, s.running_pods) == ("6", "17423224Ki", 120, None)
+    assert d.resource_summary([]).total_cpu == "0"
     assert d.quantity_sum(["0", "500m", "1"]) == "1500m"
 
 
@@ -153,7 +154,13 @@ def test_addons_version_from_own_container_and_health() -> None:
                     {"app.kubernetes.io/name": "argocd-server", "app.kubernetes.io/version": "v2.13.0"},
                     [("argocd-server", "quay.io/argoproj/argocd:v2.13.1")],
                 ),
-                _w("Pod", "dash", "grafana-0", {"app": "grafana"}, [("grafana", "grafana/grafana:11.1.0")]),
+                _w(
+                    "StatefulSet",
+                    "dash",
+                    "grafana",
+                    {"app": "grafana"},
+                    [("grafana", "grafana/grafana:11.1.0"), ("sidecar", "kiwigrid/k8s-sidecar:1.27.4")],
+                ),
             ]
         )
     }
@@ -436,17 +443,22 @@ def test_addons_in_any_namespace_and_bootstrap(
     obj["status"] = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1}
     kube.put(f"/apis/apps/v1/namespaces/{ns}/deployments/argocd-server/status", obj)
     kube.post(
+        f"/apis/apps/v1/namespaces/{ns}/deployments",
+        _deployment(
+            ns,
+            "grafana",
+            {"app.kubernetes.io/name": "grafana"},
+            [("grafana", "grafana/grafana:11.1.0"), ("sidecar", "kiwigrid/k8s-sidecar:1.27.4")],
+        ),
+    )
+    # A bare Pod is never read (Pods are not listed at all): its add-on label finds nothing.
+    kube.post(
         f"/api/v1/namespaces/{ns}/pods",
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "grafana-0", "labels": {"app.kubernetes.io/name": "grafana"}},
-            "spec": {
-                "containers": [
-                    {"name": "grafana", "image": "grafana/grafana:11.1.0"},
-                    {"name": "sidecar", "image": "kiwigrid/k8s-sidecar:1.27.4"},
-                ]
-            },
+            "metadata": {"name": "traefik-0", "labels": {"app.kubernetes.io/name": "traefik"}},
+            "spec": {"containers": [{"name": "traefik", "image": "traefik:v3.1"}]},
         },
     )
 
@@ -477,6 +489,7 @@ def test_addons_in_any_namespace_and_bootstrap(
             )
             assert addons["grafana"]["version"] == "11.1.0" and addons["grafana"]["namespace"] == ns
             assert addons["prometheus"]["installed"] is False
+            assert "traefik" not in addons
             assert s["nodeCount"] == 0 and s["phase"] == "Unknown" and s["platform"] == "Unknown"
             assert kube.get(f"{CP}/{name}")["spec"]["name"] == name
     finally:
@@ -497,8 +510,9 @@ class _As:
 
 
 def _discovery_rules(*, namespaces: bool) -> list[dict[str, Any]]:
-    """What the ClusterPersona controller needs (no events, no bootstrap), ``list namespaces`` optional."""
-    core = ["nodes", "pods", *(["namespaces"] if namespaces else [])]
+    """What the ClusterPersona controller needs (no events, no bootstrap), ``list namespaces`` optional. No
+    Pods: a full discovery never reads one."""
+    core = ["nodes", *(["namespaces"] if namespaces else [])]
     return [
         {"apiGroups": ["dorgu.io"], "resources": ["clusterpersonas", "applicationpersonas"],
          "verbs": ["get", "list", "watch"]},
@@ -562,7 +576,7 @@ def test_failed_discovery_step_keeps_old_value_and_recovers(
             cond = discovered(s)
             assert cond["reason"] == "DiscoveryIncomplete", cond
             assert "namespaces: Forbidden" in cond["message"], cond
-            assert "pods:" not in cond["message"] and "addons:" not in cond["message"], cond
+            assert not any(f"{step}:" in cond["message"] for step in ("applicationPersonas", "addons")), cond
             assert s["phase"] == "Degraded"  # Ready (every node ready) becomes Degraded
             healthy = {c["type"]: c for c in s["conditions"]}["Healthy"]
             assert (healthy["status"], healthy["reason"]) == ("True", "AllNodesReady")

@@ -15,7 +15,9 @@ configured the in-cluster way: ``KUBERNETES_SERVICE_HOST/PORT``, and a token (To
 * websocket: a CLI client (``dorgu persona list``) checked with TokenReview + SubjectAccessReview.
 
 Then the set of (verb, group, resource, subresource) the ServiceAccount used — get/list/watch taken as one
-"read" — must equal what its Role and ClusterRole grant, and no request of it was forbidden.
+"read" — must equal what its Role and ClusterRole grant, and no request of it was forbidden. What the roles
+must never grant (SubjectAccessReviews asked by the admin, so the ServiceAccount itself is never refused):
+reading Pods anywhere (their environment values).
 """
 
 from __future__ import annotations
@@ -182,6 +184,21 @@ def test_deploy_applies_and_rbac_is_exactly_what_the_operator_uses(
     assert not forbidden, f"requests of the ServiceAccount were forbidden: {forbidden}"
     assert got - grants == set(), "used but not granted"
     assert grants - got == set(), "granted but never used (the roles are wider than the code)"
+    never = [("get", "pods", NS, ""), ("list", "pods", "", ""), ("watch", "pods", APP_NS, "")]
+    allowed = [n for n in never if may(kube, *n)]
+    assert not allowed, f"the ServiceAccount may {allowed}"
+
+
+def may(kube: HarnessClient, verb: str, resource: str, namespace: str, name: str) -> bool:
+    """Whether the operator's ServiceAccount may ``verb`` core ``resource`` (a SubjectAccessReview)."""
+    attrs = {"verb": verb, "resource": resource, "namespace": namespace, "name": name}
+    review = {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": SA_USER, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{NS}",
+                                             "system:authenticated"],
+                 "resourceAttributes": {k: v for k, v in attrs.items() if v}},
+    }  # fmt: skip
+    return bool(kube.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", review)["status"]["allowed"])
 
 
 def kubectl_checks(cp: ControlPlane, objs: list[dict[str, Any]], tmp_path: Path) -> None:
