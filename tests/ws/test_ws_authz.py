@@ -26,13 +26,13 @@ _n = itertools.count()
 
 @pytest.fixture(scope="module")
 def authz(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """``auth``: TokenReview + SubjectAccessReview, short answer cache, a rejected token remembered for long,
-    failures never rate-limited in practice; ``limited``: three failures per source, then (practically) no
-    more."""
+    """``auth``: TokenReview + SubjectAccessReview, short answer cache, access re-checked every second, a
+    rejected token remembered for long, failures never rate-limited in practice; ``limited``: three failures
+    per source, then (practically) no more."""
     tmp: Path = tmp_path_factory.mktemp("ws-authz")
     servers: dict[str, dict[str, Any]] = {
         "auth": {"ws_auth": "token", "ws_auth_cache_ttl_s": 0.5, "ws_auth_negative_ttl_s": 3600,
-                 "ws_auth_fail_burst": 1000},
+                 "ws_auth_fail_burst": 1000, "ws_reauth_interval_s": 1.0},
         "limited": {"ws_auth": "token", "ws_auth_fail_burst": 3, "ws_auth_fail_per_s": 0.0001},
     }  # fmt: skip
     op = Operator(control_plane.kubeconfig, servers, tmp)
@@ -140,3 +140,45 @@ def test_a_bad_token_costs_one_token_review_and_a_source_is_rate_limited(authz: 
     # ``limited`` allows three failures from one source (this test's 127.0.0.1), then answers 429.
     statuses = [asyncio.run(handshake(authz.url("limited"), f"{bad}-{i}")) for i in range(8)]
     assert statuses == [401] * 3 + [429] * 5, statuses
+
+
+def test_revoked_rbac_closes_the_subscription_with_a_message_and_the_connection_stays(
+    authz: Operator, control_plane: ControlPlane, kube: HarnessClient, ns: str
+) -> None:
+    url = authz.url("auth")
+    reader = control_plane.service_account_token(ns, "reader")
+    binding = grant(kube, ns, "reader", group="dorgu.io", resource="applicationpersonas")
+    unsolicited: list[p.Message] = []
+
+    async def main() -> None:
+        async with OperatorConnection(
+            WsClientSettings(url=url, token=reader), on_event=unsolicited.append
+        ) as c:
+            deadline = time.monotonic() + 60
+            while True:  # the grant reaches the authorizer shortly after it is written
+                try:
+                    await c.subscribe(p.TOPIC_PERSONAS, p.SubscribeOptions(namespace=ns))
+                    break
+                except RemoteError as e:
+                    assert e.code == p.FORBIDDEN and time.monotonic() < deadline, e
+                    await asyncio.sleep(0.5)
+            kube.delete(f"{RBAC.format(ns=ns)}/rolebindings/{binding}")
+
+            def closed() -> list[p.Message]:
+                return [m for m in unsolicited if isinstance(m, p.Error) and m.topic == p.TOPIC_PERSONAS]
+
+            deadline = time.monotonic() + 60  # a hang guard, never a speed claim
+            while not closed():
+                assert time.monotonic() < deadline, f"the subscription was not closed: {unsolicited}"
+                await asyncio.sleep(0.1)
+            err = closed()[0]
+            assert err.request_id is None and isinstance(err.payload, dict)
+            assert err.payload["code"] == p.FORBIDDEN, err
+            assert "subscription to 'personas' closed" in err.payload["message"], err
+            assert "applicationpersonas" in err.payload["message"], err
+            # The connection stays: it answers the next request (no longer allowed).
+            with pytest.raises(RemoteError) as e:
+                await c.request(p.TOPIC_PERSONAS, {"namespace": ns})
+            assert e.value.code == p.FORBIDDEN
+
+    asyncio.run(main())

@@ -10,8 +10,14 @@ Rules this module keeps:
   (group ``dorgu.io``) in the namespace asked for — cluster-wide when all namespaces are asked for;
   ``clusterpersonas`` for the ``cluster`` topic; core ``events`` for the ``events`` topic (it shows
   Events, so persona rights alone do not open it). A "no" is an ``error`` with code ``forbidden``.
-* Answers are cached per connection for ``cache_ttl_s`` (RBAC changes take effect on the next connection or
-  after the TTL); TokenReviews are cached per token for the same time.
+* SubjectAccessReview answers are cached **server-wide**, keyed by the user's whole identity (name, uid,
+  groups, extra) + verb + resource + namespace + group, for ``cache_ttl_s``; TokenReviews are cached per
+  token for the same time. Connections of one user share answers; an RBAC change is seen once the TTL has
+  passed.
+* Access is not decided once per subscription: the server re-checks every subscription of a connection
+  every ``reauth_interval_s`` (:mod:`webhook.ws.server`) through :meth:`Authenticator.verify` and
+  :meth:`Authenticator.may` — so an expired or revoked token or a revoked RBAC grant closes the
+  subscription within ``reauth_interval_s + cache_ttl_s``.
 * A rejected token is remembered for ``negative_ttl_s``: the same bad token again within it is refused
   without another TokenReview (``dorgu_ws_token_reviews_total`` counts the reviews actually asked for).
 * Failed authentications are rate-limited per source (the peer's address): a token bucket of
@@ -154,7 +160,7 @@ class Authenticator:
             return DEV_USER
         self._check_bucket(source)
         try:
-            return await self._authenticate(authorization)
+            return await self.verify(authorization)
         except Unauthenticated:
             self._take_from_bucket(source)
             raise
@@ -185,7 +191,11 @@ class Authenticator:
                 self._buckets = dict(keep)
         self._buckets[source] = (self._allowance(source, now) - 1.0, now)
 
-    async def _authenticate(self, authorization: str | None) -> User:
+    async def verify(self, authorization: str | None) -> User:
+        """The user ``authorization`` names, through the caches and without the rate limit (re-checks of an
+        open connection's token). Raises :class:`Unauthenticated`."""
+        if self.settings.mode == "none":
+            return DEV_USER
         if not authorization or not authorization.lower().startswith("bearer "):
             AUTH_FAILURES.labels("missing").inc()
             raise Unauthenticated("a bearer token is required (Authorization: Bearer <token>)")

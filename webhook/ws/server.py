@@ -17,6 +17,13 @@ server keeps:
 * Messages of one connection are handled in arrival order; replies and events share the connection's
   bounded queue (:mod:`webhook.ws.hub`), so a reply is never overtaken by an event queued after it.
 * Every ``error`` echoes the ``requestId`` of the message it answers.
+* **Access is re-checked.** Every ``reauth_interval_s`` each subscription of a connection is checked again:
+  its token (TokenReview) and its topic's SubjectAccessReviews, through the authenticator's caches (so a
+  change shows within ``reauth_interval_s + auth_cache_ttl_s``). A subscription that lost access is
+  closed and the client gets an ``error`` with the subscription's ``topic`` (no ``requestId``: nothing
+  asked for it) and code ``forbidden`` (RBAC) or ``unauthorized`` (the token is no longer accepted; every
+  later message of that connection is then answered ``unauthorized``). The connection stays open. When
+  the API server cannot answer, the subscription stays until the next check.
 """
 
 from __future__ import annotations
@@ -78,6 +85,8 @@ class WebSocketSettings:
     """Ring and queue sizes."""
     auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused."""
+    reauth_interval_s: float = 60.0
+    """How often each subscription's access (token and RBAC) is checked again."""
     auth_negative_ttl_s: float = 10.0
     """How long a rejected token is refused without another TokenReview."""
     auth_fail_burst: int = 10
@@ -100,6 +109,7 @@ class WebSocketSettings:
             tls_key_file=o.ws_tls_key_file,
             hub=HubSettings(ring_size=o.ws_ring_size, queue_size=o.ws_queue_size),
             auth_cache_ttl_s=o.ws_auth_cache_ttl_s,
+            reauth_interval_s=o.ws_reauth_interval_s,
             auth_negative_ttl_s=o.ws_auth_negative_ttl_s,
             auth_fail_burst=o.ws_auth_fail_burst,
             auth_fail_per_s=o.ws_auth_fail_per_s,
@@ -232,6 +242,18 @@ class _Fail(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(kw_only=True)
+class _Session:
+    """Who is on one connection, as the latest re-check found."""
+
+    user: User
+    """The token's user (refreshed by each re-check)."""
+    authorization: str | None
+    """The handshake's ``Authorization`` header (what is re-checked)."""
+    revoked: str | None = None
+    """Why the token is no longer accepted; None while it is."""
 
 
 class WebSocketServer:
@@ -377,6 +399,7 @@ class WebSocketServer:
             return web.json_response(
                 {"code": p.UNAUTHORIZED, "message": f"TokenReview failed: {e}"}, status=503
             )
+        session = _Session(user=user, authorization=request.headers.get("Authorization"))
         ws = web.WebSocketResponse(
             protocols=(p.SUBPROTOCOL_MSGPACK,), max_msg_size=p.MAX_MESSAGE_BYTES,
             heartbeat=self.s.heartbeat_s, compress=False, decode_text=False,
@@ -401,18 +424,26 @@ class WebSocketServer:
                 closers.add(asyncio.ensure_future(ws.close()))
 
         writer.add_done_callback(writer_done)
+        reauth = asyncio.create_task(self._reauthorize(conn, session))
         try:
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await self.handle(conn, user, msg.data, binary=msg.type == WSMsgType.BINARY)
+                    await self.handle(
+                        conn,
+                        session.user,
+                        msg.data,
+                        binary=msg.type == WSMsgType.BINARY,
+                        revoked=session.revoked,
+                    )
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
             conn.close()
             self.connections.discard(conn)
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+            for task in (reauth, writer):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             await ws.close()
         return ws
 
@@ -432,7 +463,11 @@ class WebSocketServer:
             ),
         )  # fmt: skip
 
-    async def handle(self, conn: Connection, user: User, data: bytes, *, binary: bool) -> None:
+    async def handle(
+        self, conn: Connection, user: User, data: bytes, *, binary: bool, revoked: str | None = None
+    ) -> None:
+        """Answer one inbound message; ``revoked`` (why the connection's token is no longer accepted) answers
+        every decodable message ``unauthorized``."""
         try:
             msg = conn.codec.decode(data, binary=binary)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -443,6 +478,9 @@ class WebSocketServer:
                 self._error(conn, rid, topic, p.UNKNOWN_MESSAGE_TYPE, f"Unknown message type: {loose.type}")
             else:
                 self._error(conn, rid, topic, p.INVALID_MESSAGE, f"message does not decode: {e}")
+            return
+        if revoked is not None:
+            self._error(conn, msg.request_id, msg.topic, p.UNAUTHORIZED, revoked)
             return
         try:
             if isinstance(msg, p.Subscribe):
@@ -517,6 +555,40 @@ class WebSocketServer:
             ),
         )  # fmt: skip
         t.subscribe(sub, resume_rv=opts.resource_version, server_id=opts.server_id)
+
+    async def _reauthorize(self, conn: Connection, session: _Session) -> None:
+        """Every ``reauth_interval_s`` until the connection ends: check the token and each subscription's
+        access again; close what lost it, with an ``error`` naming the topic and why."""
+        while not conn.closed:
+            await self.clock.sleep(self.s.reauth_interval_s)
+            if not conn.subs or session.user.trusted or session.revoked is not None:
+                continue
+            try:
+                session.user = await self.auth.verify(session.authorization)
+            except Unauthenticated as e:
+                session.revoked = f"the connection's token is no longer accepted: {e}"
+                for topic in list(conn.subs):
+                    self._close_subscription(conn, topic, p.UNAUTHORIZED, session.revoked)
+                continue
+            except (ApiError, OSError, TimeoutError) as e:
+                log.warning("re-checking a connection's token failed (subscriptions kept): %s", e)
+                continue
+            for topic, sub in list(conn.subs.items()):
+                try:
+                    await self._authorize(session.user, topic, sub.filter.namespace)
+                except _Fail as f:
+                    # Only the subscription that was checked: a newer one of the topic was just authorised.
+                    if conn.subs.get(topic) is sub:
+                        self._close_subscription(conn, topic, f.code, str(f))
+                except (ApiError, OSError, TimeoutError) as e:
+                    log.warning("re-authorising a %s subscription failed (kept): %s", topic, e)
+
+    def _close_subscription(self, conn: Connection, topic: str, code: str, why: str) -> None:
+        sub = conn.subs.pop(topic, None)
+        if sub is None:
+            return
+        sub.topic.unsubscribe(sub)
+        self._error(conn, None, topic, code, f"subscription to {topic!r} closed: {why}")
 
     def _unsubscribe(self, conn: Connection, msg: p.Unsubscribe) -> None:
         topic = msg.topic or ""

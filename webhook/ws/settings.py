@@ -38,6 +38,9 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """Frames queued per connection before it is declared lagging and resynced."""
     ws_auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused (0: not at all)."""
+    ws_reauth_interval_s: float = 60.0
+    """How often each subscription's access (token and RBAC) is checked again; a subscription that lost it
+    is closed with an ``error`` naming its topic."""
     ws_auth_negative_ttl_s: float = 10.0
     """How long a rejected token is refused without another TokenReview (0: not remembered)."""
     ws_auth_fail_burst: int = 10
@@ -49,6 +52,8 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         # msgspec reports a ValueError raised here as a ValidationError; the message names the key.
         if self.ws_auth not in AUTH_MODES:
             raise ValueError(f"ws_auth must be token or none, not {self.ws_auth!r}")
+        if self.ws_reauth_interval_s <= 0:
+            raise ValueError(f"ws_reauth_interval_s must be positive, not {self.ws_reauth_interval_s}")
         if self.ws_auth_fail_burst < 1:
             raise ValueError(f"ws_auth_fail_burst must be at least 1, not {self.ws_auth_fail_burst}")
         if self.ws_auth_fail_per_s <= 0:
