@@ -26,20 +26,38 @@ Rules this module keeps:
   with errors names the denial.
 * The Deployment's persona is found as the controller finds it
   (:func:`dorgu.domain.rules.deployment_app_name`: label ``app.kubernetes.io/name``, falling back to ``app``).
+* **A persona that exists but cannot be decoded never turns into "no persona".** The persona cache skips an
+  object that does not decode into :class:`~dorgu.domain.types.ApplicationPersona` (a value the CRD's
+  schema accepts but the type does not, a newer CRD version); the informer still knows it
+  (:attr:`dorgu.runtime.informer.Informer.undecodable`), and so does the review (:data:`UndecodableLookup`).
+  Such a persona matches the Deployments of its ``spec.name`` — of every Deployment in its namespace when
+  even ``spec.name`` cannot be read. It cannot be checked, so **enforcing mode denies** (code 403, reason
+  ``Forbidden``): ``Deployment cannot be checked against ApplicationPersona '<metadata.name>', which cannot
+  be decoded: <the decoder's message>`` — unless a decodable persona of the same app denies with its own
+  errors, which name what to fix in the Deployment; **advisory mode allows**, with the warning
+  ``ApplicationPersona '<metadata.name>' cannot be decoded, so it was not checked: <the decoder's
+  message>`` ahead of the other personas' warnings (enforcing attaches it too).
+* **A persona not in the cache is no persona**, in both modes: the review answers from caches, with no API
+  call, so it cannot tell "no persona" from "not delivered yet". Readiness waits for the initial sync, so
+  what remains is the watch's delay for a persona created or changed after it (an old spec is applied
+  meanwhile, as for any update); create the persona before its Deployments. The controller validates every
+  Deployment again and reports in the persona's status.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from dorgu.domain.kube import Deployment
 from dorgu.domain.rules import SEVERITY_ERROR, SEVERITY_WARNING, deployment_app_name, evaluate
 from dorgu.domain.types import ApplicationPersona
+from dorgu.runtime.meta import ItemDecodeError
 
 __all__ = [
     "ADMISSION_API_VERSIONS",
@@ -48,7 +66,10 @@ __all__ = [
     "PersonaLookup",
     "Reply",
     "Reviewer",
+    "UndecodableLookup",
+    "UndecodablePersona",
     "parse_mode",
+    "undecodable_lookup",
 ]
 
 log = logging.getLogger("dorgu.webhook")
@@ -88,6 +109,61 @@ PersonaLookup = Callable[[str, str], list[ApplicationPersona]]
 """``(namespace, app name) -> personas`` with that ``spec.name`` in that namespace, in order of name."""
 ModeLookup = Callable[[str], Mode | None]
 """``namespace -> mode`` set by the namespace's label, or ``None`` for the default mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodablePersona:
+    """An ApplicationPersona the server holds that the cache could not decode."""
+
+    name: str
+    """Its ``metadata.name``."""
+    reason: str
+    """Why it does not decode (the decoder's message, naming the field)."""
+
+
+UndecodableLookup = Callable[[str, str], list[UndecodablePersona]]
+"""``(namespace, app name) -> personas`` in that namespace that exist but cannot be decoded and may be that
+app's (see :func:`undecodable_lookup`), in order of name."""
+
+
+class _SpecName(msgspec.Struct):
+    name: Any = None
+
+
+class _PersonaName(msgspec.Struct):
+    spec: _SpecName | None = None
+
+
+_persona_name_decoder = msgspec.json.Decoder(_PersonaName)
+
+
+def _spec_name(raw: bytes) -> str | None:
+    """``spec.name`` of a persona that does not decode as a whole, or ``None`` when unreadable."""
+    try:
+        spec = _persona_name_decoder.decode(raw).spec
+    except msgspec.DecodeError:
+        return None
+    return spec.name if spec is not None and isinstance(spec.name, str) else None
+
+
+def undecodable_lookup(failures: Callable[[], Iterable[ItemDecodeError]]) -> UndecodableLookup:
+    """An :data:`UndecodableLookup` over ``failures()`` — the persona informer's undecodable objects. A
+    failure is an app's persona when its ``spec.name`` is the app, or when ``spec.name`` cannot be read (it
+    could be anyone's, so it counts for every app in its namespace)."""
+
+    def lookup(namespace: str, app: str) -> list[UndecodablePersona]:
+        found = [
+            UndecodablePersona(name=f.name or f"#{f.index}", reason=f.message)
+            for f in failures()
+            if f.namespace == namespace and (_spec_name(f.raw) or app) == app
+        ]
+        return sorted(found, key=lambda p: p.name)
+
+    return lookup
+
+
+def _no_undecodable(namespace: str, app: str) -> list[UndecodablePersona]:
+    return []
 
 
 # --------------------------------------------------------------------------- wire types
@@ -166,12 +242,21 @@ class _BadRequest(Exception):
 
 
 class Reviewer:
-    """Answers AdmissionReviews for apps/v1 Deployments from the given lookups."""
+    """Answers AdmissionReviews for apps/v1 Deployments from the given lookups (``undecodable``: the
+    personas that exist but cannot be decoded; without it, none are known)."""
 
-    def __init__(self, *, mode: Mode, personas: PersonaLookup, namespace_mode: ModeLookup) -> None:
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        personas: PersonaLookup,
+        namespace_mode: ModeLookup,
+        undecodable: UndecodableLookup = _no_undecodable,
+    ) -> None:
         self.mode = mode
         self.personas = personas
         self.namespace_mode = namespace_mode
+        self.undecodable = undecodable
 
     def review(self, body: bytes) -> Reply:
         """Never raises: bad input is a 400, an unexpected exception a 500 (logged)."""
@@ -245,7 +330,8 @@ class Reviewer:
         if app is None:
             return _allow(api_version, uid, MSG_NO_APP)
         personas = self.personas(namespace, app)
-        if not personas:
+        broken = self.undecodable(namespace, app)
+        if not personas and not broken:
             return _allow(api_version, uid, MSG_NO_PERSONA)
         if not meta.name:  # generateName on CREATE: name the Deployment as the request does
             name = request.name or meta.generate_name or ""
@@ -254,7 +340,11 @@ class Reviewer:
             )
         name = deployment.metadata.name or ""
 
-        warnings: list[str] = []
+        # A persona that cannot be decoded cannot be checked: a warning first, and enforcing denies.
+        warnings = [
+            f"ApplicationPersona '{b.name}' cannot be decoded, so it was not checked: {b.reason}"
+            for b in broken
+        ]
         denial: str | None = None
         for persona in personas:
             errors: list[str] = []
@@ -272,6 +362,13 @@ class Reviewer:
                 denial = (
                     f"Deployment violates ApplicationPersona '{persona.metadata.name}': {'; '.join(errors)}"
                 )
+
+        if denial is None and broken:
+            first = broken[0]
+            denial = (
+                f"Deployment cannot be checked against ApplicationPersona '{first.name}', which cannot be "
+                f"decoded: {first.reason}"
+            )
 
         mode = self.namespace_mode(namespace) or self.mode
         if mode is Mode.ENFORCING:

@@ -19,6 +19,11 @@ Reflector rules kept here (client-go ``tools/cache/reflector.go``):
 Events are applied to the store in arrival order and handlers are called in that order (handlers should only
 enqueue keys). A relist diffs the new list against the store: objects missing from it are delivered to
 ``on_delete`` with their last known state — deletes missed while disconnected are never lost.
+
+An object the server holds that does not decode into the item type is not in the store, but it is not
+forgotten either: :attr:`Informer.undecodable` holds it (with the decoder's message and its raw JSON) from
+the LIST that found it until an event of the same key decodes or deletes it. (A watch event that does not
+decode ends the watch, so the relist after the backoff records it.)
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dorgu.runtime import metrics
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.errors import ApiError, Gone, TooManyRequests
+from dorgu.runtime.meta import ItemDecodeError
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import IndexFunc, KubeObject, Store, object_key
 from dorgu.runtime.watch import WatchSettings, WatchStalled, watch
@@ -134,6 +140,9 @@ class Informer(Generic[T]):
         self._m_objects = metrics.INFORMER_OBJECTS.labels(self._label)
         self.lists = 0
         """Number of LISTs made (relists included) — observable by tests."""
+        self.undecodable: dict[str, ItemDecodeError] = {}
+        """Objects the server holds that do not decode into ``item_type``, by key (see the module docstring):
+        a caller that must not take "not in the store" for "does not exist" looks here."""
 
     # -- public -------------------------------------------------------------------------------------------
 
@@ -197,6 +206,7 @@ class Informer(Generic[T]):
                 "informer %s: skipped %s/%s that does not decode: %s",
                 self._label, err.namespace, err.name, err.message,
             )  # fmt: skip
+        self.undecodable = {err.key: err for err in page.errors}
         self._replace(page.items)
         self._rv_unavailable = False
         self.last_sync_rv = page.metadata.resource_version or ""
@@ -274,6 +284,7 @@ class Informer(Generic[T]):
             if self.transform:
                 obj = self.transform(obj)
             key = object_key(obj)
+            self.undecodable.pop(key, None)  # it decodes now, or it is gone
             if ev.type in ("ADDED", "MODIFIED"):
                 self._apply_upsert(key, obj)
             elif ev.type == "DELETED":

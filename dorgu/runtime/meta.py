@@ -117,6 +117,16 @@ class ItemDecodeError(msgspec.Struct, frozen=True, kw_only=True):
     name: str | None
     namespace: str | None
     message: str
+    raw: bytes = b""
+    """The item as the server sent it (JSON), for a caller that must still read some of it."""
+
+    @property
+    def key(self) -> str:
+        """``namespace/name`` (``name`` when cluster-scoped), as :func:`~dorgu.runtime.store.object_key`
+        keys an object; ``#<index>`` when the item's name cannot be read."""
+        if self.name is None:
+            return f"#{self.index}"
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
 class ListPage(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -178,7 +188,9 @@ def decode_list_page(data: bytes, item_type: type[T]) -> ListPage[T]:
             items.append(decoder.decode(raw))
         except msgspec.DecodeError as exc:  # ValidationError is a subclass
             name, namespace = _identify(raw)
-            errors.append(ItemDecodeError(index=index, name=name, namespace=namespace, message=str(exc)))
+            errors.append(
+                ItemDecodeError(index=index, name=name, namespace=namespace, message=str(exc), raw=bytes(raw))
+            )
     return ListPage(metadata=envelope.metadata or ListMeta(), items=items, errors=errors)
 
 

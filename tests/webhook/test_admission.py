@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from dorgu.domain.kube import Deployment
 from dorgu.domain.rules import evaluate
 from dorgu.domain.types import ApplicationPersona
+from dorgu.runtime.meta import decode_list_page
 from tests.webhook.kit import PERSONA_SPEC, deployment
-from webhook.admission import Mode, Reviewer, parse_mode
+from webhook.admission import Mode, Reviewer, parse_mode, undecodable_lookup
 
 PERSONA = msgspec.convert(
     {
@@ -98,6 +99,78 @@ def test_enforcing_denies_with_the_persona_and_errors() -> None:
         "allowed": True,
         "status": {"code": 200, "message": "all persona checks passed"},
     }
+
+
+# A persona the API server accepted (year 0 passes the CRD's date-time format) that does not decode.
+BROKEN_STATUS = {"lastUpdated": "0000-01-01T00:00:00Z"}
+BROKEN_REASON = "Invalid RFC3339 encoded datetime - at `$.status.lastUpdated`"
+
+
+def broken_reviewer(mode: Mode, *items: dict[str, Any]) -> Reviewer:
+    """A reviewer whose persona cache holds the ``items`` that decode and knows those that do not."""
+    page = decode_list_page(json.dumps({"items": list(items)}).encode(), ApplicationPersona)
+    return Reviewer(
+        mode=mode,
+        personas=lambda ns, app: [p for p in page.items if (p.metadata.namespace, p.spec.name) == (ns, app)],
+        namespace_mode=lambda ns: None,
+        undecodable=undecodable_lookup(lambda: page.errors),
+    )
+
+
+def persona_obj(name: str, *, app: str = "shop", ns: str = "ns", **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"name": app, "type": "api", **PERSONA_SPEC},
+        **extra,
+    }
+
+
+def test_a_persona_that_cannot_be_decoded_denies_in_enforcing_and_warns_in_advisory() -> None:
+    broken = persona_obj("shop", status=BROKEN_STATUS)
+    warning = f"ApplicationPersona 'shop' cannot be decoded, so it was not checked: {BROKEN_REASON}"
+    denial = "Deployment cannot be checked against ApplicationPersona 'shop', which cannot be decoded: "
+    denial += BROKEN_REASON
+    # Enforcing: even a compliant Deployment is denied, naming the persona and why.
+    _, out = answer(review(deployment("ok")), broken_reviewer(Mode.ENFORCING, broken))
+    r = out["response"]
+    assert r["allowed"] is False
+    assert r["status"] == {"code": 403, "reason": "Forbidden", "message": denial}
+    assert r["warnings"] == [warning]
+    # Advisory: allowed, with the warning.
+    _, out = answer(review(deployment("ok")), broken_reviewer(Mode.ADVISORY, broken))
+    r = out["response"]
+    assert r["allowed"] is True and r["status"]["message"] == "advisory mode" and r["warnings"] == [warning]
+    # Another app's broken persona, or one in another namespace, is not this app's.
+    for other in (
+        persona_obj("other", app="other", status=BROKEN_STATUS),
+        {**broken, "metadata": {"name": "shop", "namespace": "elsewhere"}},
+    ):
+        _, out = answer(review(deployment("ok")), broken_reviewer(Mode.ENFORCING, other))
+        assert out["response"]["status"]["message"] == "no matching ApplicationPersona found"
+    # A spec.name that cannot be read either: it could be any app's, so it counts for every app here.
+    nameless = persona_obj("nameless", status=BROKEN_STATUS)
+    nameless["spec"]["name"] = 7
+    _, out = answer(review(deployment("x", app="anything")), broken_reviewer(Mode.ENFORCING, nameless))
+    assert out["response"]["allowed"] is False and "'nameless'" in out["response"]["status"]["message"]
+
+
+def test_a_decodable_persona_still_checks_next_to_a_broken_one() -> None:
+    """Two personas of one app, one broken: the other's errors deny (they say what to fix), the broken one's
+    warning comes first."""
+    personas = (persona_obj("a-broken", status=BROKEN_STATUS), persona_obj("b-fine"))
+    _, out = answer(review(bad()), broken_reviewer(Mode.ENFORCING, *personas))
+    r = out["response"]
+    assert r["allowed"] is False and r["status"]["message"].startswith(
+        "Deployment violates ApplicationPersona 'b-fine'"
+    )
+    assert (
+        r["warnings"][0].startswith("ApplicationPersona 'a-broken' cannot be decoded")
+        and len(r["warnings"]) == 4
+    )
+    _, out = answer(review(deployment("ok")), broken_reviewer(Mode.ENFORCING, *personas))
+    assert out["response"]["status"]["message"].startswith(
+        "Deployment cannot be checked against ApplicationPersona 'a-broken'"
+    )
 
 
 def test_namespace_label_overrides_the_flag() -> None:
