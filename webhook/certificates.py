@@ -45,8 +45,6 @@ STAGED_AT_ANNOTATION = "dorgu.io/ca-staged-at"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 SECRET_LABELS = {MANAGED_BY_LABEL: "dorgu", COMPONENT_LABEL: "webhook-certs"}
-SECRET_SELECTOR = ",".join(f"{k}={v}" for k, v in SECRET_LABELS.items())
-"""The label selector of the Secret informer (it caches just this Secret)."""
 
 _TLS_CRT, _TLS_KEY, _CA_CRT, _CA_KEY = "tls.crt", "tls.key", "ca.crt", "ca.key"
 

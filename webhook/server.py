@@ -4,9 +4,11 @@ Entry point ``webhook.server:run`` (one OS process per replica, started by the s
 in order:
 
 1. Starts a :class:`~dorgu.runtime.manager.Manager` **without leader election** (every replica serves) with
-   three informers: ApplicationPersonas (indexed by ``namespace/spec.name``), Namespaces (for the
-   ``dorgu.io/webhook-mode`` label) and the certificate Secret. Reviews are answered from these caches —
-   no API call per review.
+   three informers: ApplicationPersonas (indexed by ``namespace/spec.name``; those that do not decode are
+   known too, and never taken for "no persona": :mod:`webhook.admission`), Namespaces (for the
+   ``dorgu.io/webhook-mode`` label) and the certificate Secret (a watch field-selected by its name, so the
+   Role grants reads of that one Secret only). Reviews are answered from these caches — no API call per
+   review.
 2. Once the caches have synced (the server is in the manager's *others* group, not *servers*: its
    certificate comes from the Secret cache): gets or creates the certificate Secret
    (:mod:`webhook.certificates`), loads the pair, and only then **listens** (aiohttp, TLS ≥ 1.2, HTTP/1.1,
@@ -45,8 +47,8 @@ from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import NAMESPACES, SECRETS
-from webhook.admission import Mode, Reviewer, parse_mode
-from webhook.certificates import SECRET_SELECTOR, CertificateStore, Secret, TlsReloader
+from webhook.admission import Mode, Reviewer, parse_mode, undecodable_lookup
+from webhook.certificates import CertificateStore, Secret, TlsReloader
 from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
 from webhook.settings import WebhookOptions, names
 
@@ -188,10 +190,16 @@ class WebhookServer:
             NAMESPACES, Namespace, transform=_slim_namespace
         )
         self.secrets: Informer[Secret] = manager.informer(
-            SECRETS, Secret, namespace=settings.namespace, label_selector=SECRET_SELECTOR
+            SECRETS,
+            Secret,
+            namespace=settings.namespace,
+            field_selector=f"metadata.name={settings.secret_name}",
         )
         self.reviewer = Reviewer(
-            mode=settings.mode, personas=self._lookup, namespace_mode=self._namespace_mode
+            mode=settings.mode,
+            personas=self._lookup,
+            namespace_mode=self._namespace_mode,
+            undecodable=undecodable_lookup(lambda: self.personas.undecodable.values()),
         )
         self.tls = TlsReloader()
         self.certs = CertificateStore(
@@ -204,7 +212,9 @@ class WebhookServer:
             cached=lambda: self.secrets.store.get(f"{settings.namespace}/{settings.secret_name}"),
             now=self.clock.now,
         )
-        self.configuration = ConfigurationKeeper(manager.client, settings.configuration, now=self.clock.now)
+        self.configuration = ConfigurationKeeper(
+            manager.client, settings.configuration, now=self.clock.now, issued=self.certs.issued_bundle
+        )
         self._secret_changed = asyncio.Event()
         self.secrets.add_handlers(
             Handlers(

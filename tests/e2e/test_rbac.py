@@ -17,11 +17,12 @@ configured the in-cluster way: ``KUBERNETES_SERVICE_HOST/PORT``, and a token (To
 Then the set of (verb, group, resource, subresource) the ServiceAccount used — get/list/watch taken as one
 "read" — must equal what its Role and ClusterRole grant, and no request of it was forbidden. What the roles
 must never grant (SubjectAccessReviews asked by the admin, so the ServiceAccount itself is never refused):
-reading Pods anywhere (their environment values).
+reading Pods anywhere (their environment values), or any Secret but the webhook's certificate Secret.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient
 from tests.e2e.kit import (
@@ -184,9 +187,15 @@ def test_deploy_applies_and_rbac_is_exactly_what_the_operator_uses(
     assert not forbidden, f"requests of the ServiceAccount were forbidden: {forbidden}"
     assert got - grants == set(), "used but not granted"
     assert grants - got == set(), "granted but never used (the roles are wider than the code)"
-    never = [("get", "pods", NS, ""), ("list", "pods", "", ""), ("watch", "pods", APP_NS, "")]
+    never = [
+        ("get", "pods", NS, ""), ("list", "pods", "", ""), ("watch", "pods", APP_NS, ""),
+        ("list", "secrets", NS, ""), ("watch", "secrets", NS, ""), ("get", "secrets", NS, "other"),
+        ("get", "secrets", APP_NS, "dorgu-webhook-certs"),
+    ]  # fmt: skip
     allowed = [n for n in never if may(kube, *n)]
     assert not allowed, f"the ServiceAccount may {allowed}"
+    # The one Secret it reads is read by name, a list/watch included (field-selected on metadata.name).
+    assert all(may(kube, verb, "secrets", NS, "dorgu-webhook-certs") for verb in ("get", "list", "watch"))
 
 
 def may(kube: HarnessClient, verb: str, resource: str, namespace: str, name: str) -> bool:
@@ -328,6 +337,18 @@ def drive_everything(cp: ControlPlane, kube: HarnessClient, op: Replica, tmp_pat
     poll(lambda: kube.get(secret)["data"]["tls.crt"] != broken, timeout=60, what="the Secret repaired")
     assert kube.get(secret)["metadata"]["resourceVersion"] != before
     vwc = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/dorgu-deployment-validation"
+
+    # The repair issued a new CA: the configuration trusts it, and no other CA (the old one is gone).
+    def cas(b64: str) -> list[bytes]:
+        return [
+            c.fingerprint(hashes.SHA256()) for c in x509.load_pem_x509_certificates(base64.b64decode(b64))
+        ]
+
+    def trusts_the_secret_only() -> bool:
+        issued = cas(kube.get(secret)["data"]["ca.crt"])
+        return all(cas(w["clientConfig"]["caBundle"]) == issued for w in kube.get(vwc)["webhooks"])
+
+    poll(trusts_the_secret_only, timeout=60, what="the configuration to trust the repaired Secret's CA only")
     cur = kube.get(vwc)
     cur["webhooks"][0]["timeoutSeconds"] = 29
     kube.put(vwc, cur)

@@ -1,6 +1,6 @@
 """The webhook through a real kube-apiserver 1.20: verdicts, Warning headers, agreement with the controller,
-certificate rotation under a stream of writes, three replicas starting at once, and the configuration's
-repair trusting only the CAs the operator issued.
+a persona the cache cannot decode, certificate rotation under a stream of writes, three replicas starting
+at once, and the configuration's repair trusting only the CAs the operator issued.
 
 These tests change cluster-wide admission configuration, so they run on a control plane of their own.
 """
@@ -129,6 +129,49 @@ def test_modes_opt_in_and_no_persona(kube: HarnessClient, api: Api, replicas: ki
     replicas.lt.run(rep.server.configuration.ensure(rep.server.material.ca_bundle_pem))  # type: ignore[union-attr]
     assert rep.server.configuration.writes == writes
     kube.patch("/api/v1/namespaces/kube-system", {"metadata": {"labels": {"dorgu.io/validate": None}}})
+
+
+def test_a_persona_the_cache_cannot_decode_is_not_no_persona(
+    kube: HarnessClient, api: Api, replicas: kit.Replicas
+) -> None:
+    """A persona whose status the API server accepted but the typed cache cannot decode (year 0 passes the
+    CRD's date-time format, Python has no year 0): enforcing denies naming it and why, advisory admits with
+    the warning; fixed, it checks again."""
+    enf, adv = kit.namespace(kube, labels=ENFORCING), kit.namespace(kube, labels=ADVISORY)
+    for ns in (enf, adv):
+        persona(kube, ns)
+    (rep,) = replicas.start(kit.options(kit.free_port(), webhook_secret_name="undecodable"))
+    assert rep.server is not None
+    dry_run = f"/apis/apps/v1/namespaces/{enf}/deployments?dryRun=All"
+    assert api.request("POST", dry_run, deployment("good")).status == 201
+
+    def set_last_updated(value: str) -> None:
+        for ns in (enf, adv):
+            path = f"/apis/dorgu.io/v1/namespaces/{ns}/applicationpersonas/shop"
+            obj = kube.get(path)
+            obj["status"] = {"lastUpdated": value}
+            kube.put(f"{path}/status", obj)
+
+    set_last_updated("0000-01-01T00:00:00Z")
+    keys = {f"{enf}/shop", f"{adv}/shop"}
+    poll(lambda: set(rep.server.personas.undecodable), lambda k: k >= keys, what="the informer to know them")
+    assert not any(rep.server.personas.store.get(k) for k in keys)
+    reason = "Invalid RFC3339 encoded datetime - at `$.status.lastUpdated`"
+    warning = f"ApplicationPersona 'shop' cannot be decoded, so it was not checked: {reason}"
+    denial = (
+        f"Deployment cannot be checked against ApplicationPersona 'shop', which cannot be decoded: {reason}"
+    )
+    d = api.request("POST", dry_run, deployment("good"))
+    assert d.status == 403, d.body
+    assert d.message == f'admission webhook "enforcing.deployments.dorgu.io" denied the request: {denial}'
+    assert d.warnings == [warning]
+    a = api.create(adv, deployment("good"))
+    assert (a.status, a.warnings) == (201, [warning]), a.body
+
+    set_last_updated("2026-01-01T00:00:00Z")
+    poll(lambda: set(rep.server.personas.undecodable), lambda k: not k & keys, what="the personas to decode")
+    ok = api.request("POST", dry_run, deployment("good"))
+    assert (ok.status, ok.warnings) == (201, []), ok.body
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
