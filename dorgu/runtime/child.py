@@ -6,9 +6,12 @@ The supervisor spawns it (fork + exec, never a bare fork: uvloop and threads are
 * a :class:`ChildBootstrap` (msgpack) on stdin, closed after it: the component, the connection settings
   and the number of the status pipe's write end (passed with ``pass_fds``). Stdin rather than the
   environment because the connection settings may hold credentials, and ``/proc/PID/environ`` keeps them;
-* ``PROMETHEUS_MULTIPROC_DIR`` in the environment, so metrics written here are served by the supervisor.
+* in the bootstrap, the path of a Unix socket on which the child answers with a snapshot of its metrics
+  (:mod:`dorgu.runtime.procmetrics`; the supervisor asks when it is scraped). On a clean exit the child also
+  sends its final snapshot on the status pipe, so what it counted is not lost.
 
-Status flows back as JSON lines on the pipe: ``{"ready": true}`` / ``{"ready": false}``. Exit codes:
+Status flows back as JSON lines on the pipe: ``{"ready": true}`` / ``{"ready": false}`` and, last,
+``{"metrics": <snapshot>}``. Exit codes:
 0 after a clean stop, :data:`EXIT_TARGET_FAILED` when the target raised, :data:`EXIT_BOOTSTRAP_FAILED`
 when it could not be started, :data:`EXIT_ORPHANED` when the supervisor was already gone,
 :data:`EXIT_RESTART` when the target raised :class:`~dorgu.runtime.component.RestartRequested`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -70,6 +74,8 @@ class ChildBootstrap(msgspec.Struct, kw_only=True, frozen=True):
     """The replica's identity."""
     status_fd: int
     """The write end of the status pipe (inherited through ``pass_fds``)."""
+    metrics_socket: str | None = None
+    """Where to answer the supervisor's metrics requests; None: metrics are not served."""
     log_level: str = "info"
     """The log level (the supervisor's)."""
     stop_grace_s: float = 8.0
@@ -140,6 +146,11 @@ async def _run(boot: ChildBootstrap, target: ComponentTarget, status: _StatusPip
             stopping.set()
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    metrics_server = None
+    if boot.metrics_socket:
+        from dorgu.runtime import procmetrics
+
+        metrics_server = await procmetrics.serve(boot.metrics_socket)
     task = asyncio.create_task(target(ctx), name=f"component:{boot.name}")
     stop_wait = asyncio.create_task(stopping.wait())
     try:
@@ -156,6 +167,8 @@ async def _run(boot: ChildBootstrap, target: ComponentTarget, status: _StatusPip
                 return 0
     finally:
         stop_wait.cancel()
+        if metrics_server is not None:
+            metrics_server.close()
     if task.cancelled():
         log.error("target was cancelled")
         return EXIT_TARGET_FAILED
@@ -171,6 +184,25 @@ async def _run(boot: ChildBootstrap, target: ComponentTarget, status: _StatusPip
     else:
         log.info("stopped")
     return 0
+
+
+GC_GEN0_THRESHOLD = 10_000
+"""Allocations between young collections (CPython's default is 700). Decoding a watch event or a LIST
+page allocates thousands of short-lived objects; at the default the cyclic collector runs several times per
+page."""
+
+
+def _tune_gc() -> None:
+    """Freeze what was imported and collect the young generation less often.
+
+    The modules, classes and constants loaded so far live as long as the process: ``gc.freeze`` moves them to
+    the permanent generation, so no later collection scans them again (what remains to scan is the caches'
+    objects). Reference counting still frees everything acyclic at once; only cycles wait longer.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,13 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     status = _StatusPipe(boot.status_fd)
     try:
         try:
+            # Before any metric exists: per-process ``*_created`` series are never served (see procmetrics).
+            import prometheus_client
+
+            prometheus_client.disable_created_metrics()
             target = _load_target(boot.target)
         except Exception:
             log.exception("cannot load target %r", boot.target)
             return EXIT_BOOTSTRAP_FAILED
         import uvloop
 
-        return uvloop.run(_run(boot, target, status))
+        _tune_gc()
+        code = uvloop.run(_run(boot, target, status))
+        if boot.metrics_socket:
+            from dorgu.runtime import procmetrics
+
+            status.send({"metrics": msgspec.to_builtins(procmetrics.snapshot())})
+        return code
     finally:
         status.close()
         logging.shutdown()

@@ -1,9 +1,9 @@
 """The runtime's Prometheus metrics, named exactly as controller-runtime and client-go name theirs.
 
 Existing dashboards and alerts for controller-runtime operators work unchanged. In the operator every
-component runs in its own process and the supervisor serves one ``/metrics`` in prometheus_client's
-multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must be set before ``prometheus_client`` is first imported
-(the supervisor sets it in each child's environment). Each gauge names how its per-process values combine
+component runs in its own process with its own in-memory registry (an increment is a lock and an addition);
+the supervisor serves one ``/metrics``, combining its children's registries when it is scraped
+(:mod:`dorgu.runtime.procmetrics`). Each gauge names how its per-process values combine
 (``multiprocess_mode``): ``livesum`` for amounts, ``livemax`` for flags and maxima, ``livemin`` for
 "all synced". Outside the operator (tests, benchmarks) these are ordinary in-process metrics.
 """

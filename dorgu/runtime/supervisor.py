@@ -11,14 +11,14 @@ them. It:
 * on SIGTERM or SIGINT sends SIGTERM to every child, waits ``shutdown_timeout_s`` in total, SIGKILLs what
   is left and returns (a second Ctrl-C SIGKILLs at once). Children set ``PR_SET_PDEATHSIG``, so none
   outlives a supervisor that is SIGKILLed itself;
-* serves ``/healthz``, ``/readyz`` (every child running and reporting ready) and ``/metrics``: the
-  children's metrics, combined by prometheus_client's multiprocess mode from ``PROMETHEUS_MULTIPROC_DIR``.
+* serves ``/healthz``, ``/readyz`` (every child running and reporting ready) and ``/metrics``: its own
+  metrics and its children's, each child asked on its Unix socket at scrape time and the answers combined
+  (:mod:`dorgu.runtime.procmetrics`: counters summed, gauges by their mode, exited children still counted).
 
 Its timing — uptimes, restart delays, the shutdown deadline, the repeated-Ctrl-C window — is on the injected
 :class:`~dorgu.runtime.clock.Clock` (the real one in production), like the rest of the runtime.
 
-``prometheus_client`` decides at import whether it is in multiprocess mode, so this module imports it only
-inside functions, after :meth:`Supervisor.run` has set ``PROMETHEUS_MULTIPROC_DIR``.
+``prometheus_client`` is imported only inside functions: a supervisor that serves no scrape never loads it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from dorgu.runtime.child import EXIT_RESTART, SUPERVISOR_PID_ENV, ChildBootstrap
 from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.component import ComponentSpec
 from dorgu.runtime.config import ConnectionSettings
+from dorgu.runtime.procmetrics import Snapshot, fold, retire
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["RestartBackoff", "Supervisor", "SupervisorSettings", "run_supervisor"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess mode: removed from the children's environment (they keep their metrics
+in memory and answer on a socket instead)."""
 _REPEAT_SIGNAL_MIN_S = 0.5
 
 log = logging.getLogger("dorgu.runtime.supervisor")
@@ -74,9 +77,11 @@ class SupervisorSettings:
     """A child that stayed up this long is restarted after the initial delay again."""
     identity: str = field(default_factory=socket.gethostname)
     """This replica's identity handed to every child (pod name or hostname), e.g. for leader election."""
-    multiproc_dir: Path | None = None
-    """Directory for prometheus_client's multiprocess files; its ``*.db`` files are removed at start.
-    None: a fresh temporary directory, removed when the supervisor returns."""
+    metrics_dir: Path | None = None
+    """Directory of the children's metrics sockets (``<pid>.sock``); stale ``*.sock`` files are removed at
+    start. None: a fresh temporary directory, removed when the supervisor returns."""
+    metrics_scrape_timeout_s: float = 5.0
+    """How long a scrape waits for each child's snapshot; a child that does not answer is left out."""
     log_level: str = "info"
     """Log level of the supervisor (set by :func:`run_supervisor`) and of every child."""
 
@@ -144,8 +149,9 @@ class Supervisor:
         self._deadline = 0.0  # the clock's monotonic time by which all children must have stopped
         self._first_signal_at = 0.0
         self._port: int | None = None
-        self._mp_dir: Path | None = None
-        self._restarts_metric: Any = None
+        self._metrics_dir: Path | None = None
+        self._last_snapshot: dict[int, Snapshot] = {}  # live child pid -> its latest snapshot
+        self._retired: Snapshot | None = None  # what exited children still count, folded into one
         self._background = list(background)
 
     @property
@@ -164,14 +170,13 @@ class Supervisor:
 
     async def run(self) -> None:
         """Run until SIGTERM or SIGINT (or :meth:`stop`), then stop every child and return."""
-        created_dir = self._prepare_multiproc_dir()
+        created_dir = self._prepare_metrics_dir()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         runner: web.AppRunner | None = None
         background = [asyncio.create_task(fn(), name="supervisor-background") for fn in self._background]
         try:
-            self._init_own_metrics()
             # The HTTP server first (controller-runtime's order): probes answer while children start.
             runner = await self._start_http()
             log.info(
@@ -190,8 +195,8 @@ class Supervisor:
                 loop.remove_signal_handler(sig)
             if runner is not None:
                 await runner.cleanup()
-            if created_dir and self._mp_dir is not None:
-                shutil.rmtree(self._mp_dir, ignore_errors=True)
+            if created_dir and self._metrics_dir is not None:
+                shutil.rmtree(self._metrics_dir, ignore_errors=True)
 
     # -- signals -------------------------------------------------------------------------------------
 
@@ -215,38 +220,24 @@ class Supervisor:
 
     # -- metrics directory ---------------------------------------------------------------------------
 
-    def _prepare_multiproc_dir(self) -> bool:
-        """Set ``PROMETHEUS_MULTIPROC_DIR`` for this process and its children; True if the dir is ours."""
-        configured = self._settings.multiproc_dir
+    def _prepare_metrics_dir(self) -> bool:
+        """Create the directory of the children's metrics sockets; True if the directory is ours."""
+        configured = self._settings.metrics_dir
         if configured is None:
-            self._mp_dir = Path(tempfile.mkdtemp(prefix="dorgu-metrics-"))
+            self._metrics_dir = Path(tempfile.mkdtemp(prefix="dorgu-metrics-"))
         else:
-            self._mp_dir = configured
-            self._mp_dir.mkdir(parents=True, exist_ok=True)
-            # Wipe what earlier runs left, but only prometheus_client's own files: a mistaken
-            # setting (``/tmp``) must not cost anything else.
-            for stale in self._mp_dir.glob("*.db"):
+            self._metrics_dir = configured
+            self._metrics_dir.mkdir(parents=True, exist_ok=True)
+            # Wipe what earlier runs left, but only sockets: a mistaken setting (``/tmp``) must not cost
+            # anything else.
+            for stale in self._metrics_dir.glob("*.sock"):
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
-        os.environ[MULTIPROC_ENV] = str(self._mp_dir)
         return configured is None
 
-    def _init_own_metrics(self) -> None:
-        import prometheus_client.values
-        from prometheus_client import Counter
-
-        if prometheus_client.values.ValueClass is prometheus_client.values.MutexValue:
-            # prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set: the supervisor's
-            # own metrics would not reach /metrics (the children's still do).
-            log.warning("prometheus_client was imported before the supervisor set %s", MULTIPROC_ENV)
-            return
-        # Not registered anywhere: in multiprocess mode values go to the directory, which /metrics reads.
-        self._restarts_metric = Counter(
-            "dorgu_component_restarts_total",
-            "Times a component's process was restarted after an unexpected exit",
-            ["component"],
-            registry=None,
-        )
+    def _socket_of(self, pid: int) -> str:
+        assert self._metrics_dir is not None
+        return str(self._metrics_dir / f"{pid}.sock")
 
     # -- children ------------------------------------------------------------------------------------
 
@@ -275,8 +266,6 @@ class Supervisor:
                 delay = backoff.after_exit(uptime_s=uptime)
                 slot.state = "backoff"
                 slot.restarts += 1
-                if self._restarts_metric is not None:
-                    self._restarts_metric.labels(slot.spec.name).inc()
                 log.warning(
                     "component exited unexpectedly: %s; restarting in %.2fs",
                     _describe_exit(returncode),
@@ -306,7 +295,7 @@ class Supervisor:
         reader: asyncio.Task[None] | None = None
         try:
             env = dict(os.environ)
-            env[MULTIPROC_ENV] = str(self._mp_dir)
+            env.pop(MULTIPROC_ENV, None)
             env[SUPERVISOR_PID_ENV] = str(os.getpid())
             # Spawned from the event loop's thread, which lives as long as the supervisor: the children's
             # PR_SET_PDEATHSIG fires when the *thread* that forked them ends.
@@ -337,6 +326,9 @@ class Supervisor:
             return await exited
         finally:
             if reader is not None:
+                # The child's last lines (its final metrics) arrive just before EOF: read them first.
+                if proc is not None and proc.returncode is not None:
+                    await asyncio.wait({reader}, timeout=2.0)
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
@@ -357,6 +349,7 @@ class Supervisor:
             connection=self._connection,
             identity=self._settings.identity,
             status_fd=status_fd,
+            metrics_socket=self._socket_of(proc.pid),
             log_level=self._settings.log_level,
             # The child cancels its target a little before the supervisor's SIGKILL, so that the target's
             # cleanup (finally blocks, releasing a lease) gets a chance to run.
@@ -384,6 +377,11 @@ class Supervisor:
                     log.warning(
                         "bad status line from component: %r", line[:200], extra={"child": slot.spec.name}
                     )
+                    continue
+                if isinstance(message, dict) and "metrics" in message and slot.proc is not None:
+                    # The child's final snapshot, sent on a clean exit: it counts once the child is gone.
+                    with contextlib.suppress(msgspec.ValidationError):
+                        self._last_snapshot[slot.proc.pid] = msgspec.convert(message["metrics"], Snapshot)
                     continue
                 if isinstance(message, dict) and isinstance(message.get("ready"), bool):
                     if message["ready"] != slot.ready:
@@ -414,10 +412,13 @@ class Supervisor:
         )
 
     def _mark_dead(self, pid: int) -> None:
-        from prometheus_client import multiprocess
-
-        # Drops the dead process's live gauges (livesum, livemax, ...); its counters stay counted.
-        multiprocess.mark_process_dead(pid, str(self._mp_dir))
+        # Its counters stay counted (as of its last snapshot); its live gauges (livesum, livemax, ...) go.
+        last = self._last_snapshot.pop(pid, None)
+        if last is not None:
+            kept = retire(last)
+            self._retired = kept if self._retired is None else fold([self._retired, kept])
+        with contextlib.suppress(OSError):
+            os.unlink(self._socket_of(pid))
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
@@ -470,16 +471,48 @@ class Supervisor:
     async def _metrics(self, _request: web.Request) -> web.Response:
         from aiohttp import web
 
-        body, content_type = await asyncio.to_thread(_collect_metrics, str(self._mp_dir))
+        from dorgu.runtime.procmetrics import fetch
+
+        procs = [slot.proc for slot in self._slots if slot.proc is not None and slot.proc.returncode is None]
+        timeout = self._settings.metrics_scrape_timeout_s
+        answers = await asyncio.gather(*(fetch(self._socket_of(p.pid), timeout_s=timeout) for p in procs))
+        live: list[Snapshot] = []
+        for proc, snap in zip(procs, answers, strict=True):
+            if snap is None:
+                snap = self._last_snapshot.get(proc.pid)  # not answering now: its last answer
+            elif proc.returncode is None:
+                self._last_snapshot[proc.pid] = snap
+            if snap is not None:
+                live.append(snap)
+        own = self._own_snapshot()
+        snapshots = [own, *([self._retired] if self._retired else []), *live]
+        body, content_type = await asyncio.to_thread(_render, snapshots)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
+    def _own_snapshot(self) -> Snapshot:
+        """The supervisor's own metrics: plain counts on the slots, made metrics only when scraped."""
+        from dorgu.runtime.procmetrics import Family
 
-def _collect_metrics(path: str) -> tuple[bytes, str]:
-    """Every process's metrics, combined (a fresh registry each time: files come and go)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+        restarts = [("dorgu_component_restarts_total", {"component": s.spec.name}, float(s.restarts))
+                    for s in self._slots]  # fmt: skip
+        return Snapshot(os.getpid(), [Family(
+            "dorgu_component_restarts", "counter",
+            "Times a component's process was restarted after an unexpected exit", "", restarts,
+        )])  # fmt: skip
+
+
+def _render(snapshots: list[Snapshot]) -> tuple[bytes, str]:
+    """The snapshots combined, in the text exposition format."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from dorgu.runtime.procmetrics import combine
+
+    class _Combined:
+        def collect(self) -> Any:
+            return combine(snapshots)
 
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=path)
+    registry.register(_Combined())  # type: ignore[arg-type]
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 

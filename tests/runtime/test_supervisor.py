@@ -63,7 +63,7 @@ class SupervisorProcess:
             "settings": {
                 "metrics_host": "127.0.0.1",
                 "metrics_port": 0,
-                "multiproc_dir": str(self.metrics_dir),
+                "metrics_dir": str(self.metrics_dir),
                 "identity": "test-replica",
                 **settings,
             },
@@ -237,7 +237,7 @@ def test_sigterm_stops_every_child_gracefully_and_exits_0(start, tmp_path: Path)
     # The children saw a graceful stop: each target returned after ctx.stopping was set.
     assert markers(tmp_path, "graceful") == {f"graceful-{name}-{pid}" for name, pid in pids.items()}
     assert not sup.find("component exited unexpectedly")
-    assert not (tmp_path / "metrics").exists() or not list((tmp_path / "metrics").glob("gauge_live*"))
+    assert not (tmp_path / "metrics").exists() or not list((tmp_path / "metrics").glob("*.sock"))
 
 
 def test_ctrl_c_to_the_process_group_is_handled_by_the_supervisor_alone(start, tmp_path: Path) -> None:
@@ -394,7 +394,7 @@ def test_metrics_serve_the_childrens_samples_and_drop_dead_childrens_live_gauges
     assert status == 200
     assert _samples(text, "dorgu_test_ticks_total") == {'{component="meter"}': 3.0}
     assert _samples(text, "dorgu_test_up") == {'{component="meter"}': 1.0}
-    assert sup.metrics_dir.joinpath(f"gauge_livesum_{first}.db").exists()
+    assert sup.metrics_dir.joinpath(f"{first}.sock").exists()
 
     os.kill(first, signal.SIGKILL)
     sup.wait_until(lambda: len(sup.child_pids()["meter"]) == 2, "meter to be restarted")
@@ -404,8 +404,32 @@ def test_metrics_serve_the_childrens_samples_and_drop_dead_childrens_live_gauges
     # The dead process's counts stay counted; its live gauge is gone (only the new process's 1 remains).
     assert _samples(text, "dorgu_test_ticks_total") == {'{component="meter"}': 6.0}
     assert _samples(text, "dorgu_test_up") == {'{component="meter"}': 1.0}
-    assert not sup.metrics_dir.joinpath(f"gauge_livesum_{first}.db").exists()
+    assert not sup.metrics_dir.joinpath(f"{first}.sock").exists()
     assert _samples(text, "dorgu_component_restarts_total") == {'{component="meter"}': 1.0}
+
+    os.kill(sup.proc.pid, signal.SIGTERM)
+    assert sup.wait_exit() == 0
+
+
+def test_a_clean_exit_hands_over_what_the_child_counted_after_the_last_scrape(start, tmp_path: Path) -> None:
+    sup = start(
+        component("meter", "metered", dir=str(tmp_path), count=3, count_then_restart=10),
+        restart_backoff_initial_s=0.1,
+    )
+    sup.wait_ready()
+    status, text = sup.get("/metrics")
+    assert status == 200
+    assert _samples(text, "dorgu_test_ticks_total") == {'{component="meter"}': 3.0}
+    (tmp_path / "scraped").touch()  # now the child counts 10 more and exits cleanly, asking for a restart
+    sup.wait_until(lambda: len(sup.child_pids()["meter"]) == 2, "meter to be restarted")
+    sup.wait_ready()
+    _status, text = sup.get("/metrics")
+    # 3 + 10 from the first process (its final snapshot, sent on the status pipe) + 3 from the second. Without
+    # the final snapshot it would be 3 + 3: the 10 were counted after the only scrape of the first process.
+    assert _samples(text, "dorgu_test_ticks_total") == {'{component="meter"}': 16.0}
+    assert _samples(text, "dorgu_test_up") == {'{component="meter"}': 1.0}
+    # Asked for, not a crash: not counted as a restart.
+    assert _samples(text, "dorgu_component_restarts_total") == {'{component="meter"}': 0.0}
 
     os.kill(sup.proc.pid, signal.SIGTERM)
     assert sup.wait_exit() == 0

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.component import ComponentContext, RestartRequested
 
 
 def _mark(ctx: ComponentContext, what: str) -> None:
@@ -65,5 +65,14 @@ async def metered(ctx: ComponentContext) -> None:
     up.labels(ctx.name).set(1)
     _mark(ctx, "started")
     ctx.set_ready(True)
+    once = Path(ctx.options["dir"]) / "restarted-once"
+    if ctx.options.get("count_then_restart") and not once.exists():
+        # Counts more after the test's scrape, then exits cleanly (once): only its final snapshot has these.
+        await asyncio.sleep(float(ctx.options.get("wait_s", 0)))
+        while not (Path(ctx.options["dir"]) / "scraped").exists():
+            await asyncio.sleep(0.05)
+        ticks.labels(ctx.name).inc(int(ctx.options["count_then_restart"]))
+        once.touch()
+        raise RestartRequested("test: a clean exit after counting")
     await ctx.stopping.wait()
     _mark(ctx, "graceful")

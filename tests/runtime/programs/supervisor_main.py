@@ -18,8 +18,8 @@ from dorgu.runtime.supervisor import SupervisorSettings, run_supervisor
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
     settings = dict(config.get("settings", {}))
-    if settings.get("multiproc_dir") is not None:
-        settings["multiproc_dir"] = Path(settings["multiproc_dir"])
+    if settings.get("metrics_dir") is not None:
+        settings["metrics_dir"] = Path(settings["metrics_dir"])
     return run_supervisor(
         [ComponentSpec(**c) for c in config["components"]],
         ConnectionSettings(server="https://127.0.0.1:1"),
