@@ -8,6 +8,7 @@ test``'s set-up) or was built from other sources than these.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -164,7 +165,9 @@ def persona_events(kube: HarnessClient, ns: str) -> list[tuple[str, str, str, st
 class Peer:
     """The built peer as a child process, its stderr kept."""
 
-    def __init__(self, cp: ControlPlane, ns: str) -> None:
+    def __init__(
+        self, cp: ControlPlane, ns: str, *, heartbeat_s: float = 3600, revalidate_s: float = 1
+    ) -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the process)
         self.proc = subprocess.Popen(
             [
@@ -172,9 +175,9 @@ class Peer:
                 f"--kubeconfig={cp.kubeconfig}",  # both flag spellings: --x=v and -x v
                 "-namespace",
                 ns,
-                "--revalidate-interval=1",
+                f"--revalidate-interval={revalidate_s:g}",
                 "--heartbeat-interval",
-                "3600",
+                f"{heartbeat_s:g}",
                 "--workers=4",
             ],
             stdout=self.log,
@@ -354,6 +357,37 @@ def test_peer_statuses_and_events_match_dorgu(
             ]
         )
         wait_until(lambda: persona_events(kube, ns) == after, what=f"the Events {after}")
+    finally:
+        code = peer.stop()
+    assert code == 0, peer.output()
+    assert peer.output() == "", "the peer logs errors only"
+
+
+def test_peer_rewrites_an_unchanged_status_once_per_heartbeat(
+    control_plane: ControlPlane, kube: HarnessClient, peer_ns: str
+) -> None:
+    """With re-validation every 0.2 s and a 2 s heartbeat, an unchanged status is rewritten (lastChecked
+    moves) but never twice within the heartbeat, and its substance never changes."""
+    ns = peer_ns
+    kube.post(AP.format(ns=ns), persona("beat"))
+    kube.post(DEP.format(ns=ns), deployment("beat"))
+    set_deployment_status(kube, ns, "beat", ready=1, total=1, available=True)
+    peer = Peer(control_plane, ns, heartbeat_s=2, revalidate_s=0.2)
+    try:
+        wait_converged(kube, ns, ["beat"], peer, "the peer's status to equal dorgu's")
+        seen: list[datetime] = []
+
+        def beats() -> bool:
+            checked = peer_status(kube, ns, "beat")["validation"]["lastChecked"]
+            t = datetime.fromisoformat(checked.replace("Z", "+00:00"))
+            if not seen or seen[-1] != t:
+                seen.append(t)
+            return len(seen) >= 3
+
+        wait_until(beats, timeout=90, what="two heartbeat writes")
+        assert all((b - a).total_seconds() >= 2 for a, b in itertools.pairwise(seen)), seen
+        assert _converged(kube, ns, ["beat"]), _explain(kube, ns, ["beat"], peer)
+        assert persona_events(kube, ns) == []
     finally:
         code = peer.stop()
     assert code == 0, peer.output()
