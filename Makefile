@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests need (the control-plane build installs its own: rsync; see dorgu/envtest).
 APT_PACKAGES ?= prometheus
 
-.PHONY: all test pytest lint demo deps envtest clean distclean image e2e-k3d e2e-k3d-tools
+.PHONY: all test pytest lint demo deps envtest bench-peers clean distclean image e2e-k3d e2e-k3d-tools
 
 all: test
 
@@ -27,6 +27,11 @@ deps: $(STAMP)
 # The local control plane's binaries: built once per machine from Debian's sources and cached.
 envtest: $(STAMP)
 	$(BIN)/python -m dorgu.envtest build
+
+# The benchmark peers (`dorgu bench --peers`; bench/peers/README.md), kept out of `make test`: built with the
+# Go and client-go of the control plane's kubernetes sources, cached under $XDG_CACHE_HOME/dorgu/peers/.
+bench-peers: $(STAMP)
+	$(BIN)/python -m bench.peers.build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -201,10 +201,61 @@ def _go_version(go: Path, env: dict[str, str]) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _build(root: Path, progress: Progress) -> None:
-    t0 = time.monotonic()
+@dataclass(frozen=True, kw_only=True)
+class Sources:
+    """What :func:`fetch_sources` leaves in its work directory: Go, etcd and the patched kubernetes tree."""
+
+    work: Path
+    """The directory everything was fetched into (``apt/``, ``downloads/``, ``toolchain/``, ``src/``)."""
+    etcd: Path
+    """etcd from Debian's ``etcd-server``."""
+    goroot: Path
+    """GOROOT of Debian's Go 1.19."""
+    src: Path
+    """The kubernetes source tree, vendored ``modern-go/reflect2`` replaced by 1.0.2; its GOPATH is
+    ``src/.go`` (``.go/src/k8s.io/kubernetes`` links back to the tree), so the vendored ``k8s.io/client-go``
+    resolves for any package placed inside the tree."""
+    orig: str
+    """The name of the upstream tarball the tree came from."""
+
+    @property
+    def gopath(self) -> Path:
+        return self.src / ".go"
+
+    def go_env(self, *, gocache: Path) -> dict[str, str]:
+        """The environment for ``go``/``make`` in GOPATH mode: this Go, this GOPATH, no cgo, no inherited
+        GO*/KUBE_*/CGO* variables (nor make's flags)."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GO", "KUBE_", "CGO")) and k not in ("MAKEFLAGS", "MFLAGS")
+        }
+        env.update(
+            GOROOT=str(self.goroot),
+            PATH=f"{self.goroot / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
+            GOPATH=str(self.gopath),
+            GOCACHE=str(gocache),
+            GO111MODULE="off",
+            CGO_ENABLED="0",
+        )
+        return env
+
+    def go_version(self, env: dict[str, str]) -> tuple[int, int]:
+        """The Go version, refused unless it can build Kubernetes 1.20 (Go 1.15-1.19)."""
+        major, minor = _go_version(self.goroot / "bin" / "go", env)
+        if (major, minor) < (1, 15) or (major, minor) > (1, 19):
+            raise EnvtestSetupError(
+                f"Go {major}.{minor} cannot build Kubernetes 1.20 (needs Go 1.15-1.19); "
+                f"the {DEBIAN_SUITE} golang-1.19-go package should provide 1.19"
+            )
+        return major, minor
+
+
+def fetch_sources(work: Path, *, progress: Progress = _stderr_progress) -> Sources:
+    """Download Go, etcd and the kubernetes source into ``work`` (emptied first) and prepare the tree for a
+    GOPATH build. The control-plane build uses it and deletes ``work`` afterwards; the benchmark peers'
+    build (``bench/peers``) keeps its own ``work`` as a cache."""
     _ensure_host_tools(progress)
-    work = root / "work"
     shutil.rmtree(work, ignore_errors=True)
     aptdir, dl, tool = work / "apt", work / "downloads", work / "toolchain"
     for d in (aptdir / "lists" / "partial", dl, tool):
@@ -251,18 +302,16 @@ def _build(root: Path, progress: Progress) -> None:
     gopath = src / ".go"
     (gopath / "src" / "k8s.io").mkdir(parents=True)
     (gopath / "src" / "k8s.io" / "kubernetes").symlink_to(Path("../../.."))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GO", "KUBE_", "CGO")) and k not in ("MAKEFLAGS", "MFLAGS")
-    }
+    return Sources(work=work, etcd=etcd_bin, goroot=goroot, src=src, orig=origs[0].name)
+
+
+def _build(root: Path, progress: Progress) -> None:
+    t0 = time.monotonic()
+    work = root / "work"
+    sources = fetch_sources(work, progress=progress)
+    src = sources.src
+    env = sources.go_env(gocache=work / "gocache")
     env.update(
-        GOROOT=str(goroot),
-        PATH=f"{goroot / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}",
-        GOPATH=str(gopath),
-        GOCACHE=str(work / "gocache"),
-        GO111MODULE="off",
-        CGO_ENABLED="0",
         KUBE_GIT_VERSION=K8S_VERSION,
         KUBE_GIT_COMMIT=K8S_GIT_COMMIT,
         KUBE_GIT_TREE_STATE="clean",
@@ -270,12 +319,7 @@ def _build(root: Path, progress: Progress) -> None:
         KUBE_GIT_MINOR="20",
         SOURCE_DATE_EPOCH="1610582400",
     )
-    major, minor = _go_version(goroot / "bin" / "go", env)
-    if (major, minor) < (1, 15) or (major, minor) > (1, 19):
-        raise EnvtestSetupError(
-            f"Go {major}.{minor} cannot build Kubernetes 1.20 (needs Go 1.15-1.19); "
-            f"the {DEBIAN_SUITE} golang-1.19-go package should provide 1.19"
-        )
+    major, minor = sources.go_version(env)
     progress(
         f"building kube-apiserver and kube-controller-manager {K8S_VERSION} with Go {major}.{minor} "
         "(≈ 6 min on 2 cores; once per machine)"
@@ -288,13 +332,13 @@ def _build(root: Path, progress: Progress) -> None:
     for name, path in (
         ("kube-apiserver", out / "kube-apiserver"),
         ("kube-controller-manager", out / "kube-controller-manager"),
-        ("etcd", etcd_bin),
+        ("etcd", sources.etcd),
     ):
         if not path.is_file():
             raise EnvtestSetupError(f"the build finished without producing {path}")
         shutil.copy2(path, bindir / name)
     (bindir / "manifest.json").write_text(
-        json.dumps({"kubernetes": K8S_VERSION, "recipe": RECIPE, "source": origs[0].name}, indent=2) + "\n"
+        json.dumps({"kubernetes": K8S_VERSION, "recipe": RECIPE, "source": sources.orig}, indent=2) + "\n"
     )
     final = root / "bin"
     shutil.rmtree(final, ignore_errors=True)

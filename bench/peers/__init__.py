@@ -1,0 +1,1 @@
+"""Peers of ``dorgu operator`` for side-by-side benchmarks: the same observable work, other runtimes."""
