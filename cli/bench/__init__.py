@@ -27,6 +27,13 @@ Options:
   --ceiling-duration=S        Seconds of the ceiling's tight loops (half at 32, half at 64 requests in
                               flight; the faster counts) [default: 6].
   --timeout=S                 Fail a phase that has not converged after this long [default: 600].
+  --peers=LIST                Also run these peers, each in turn with the same seeded workload in a fresh
+                              namespace, and compare: client-go (built by `make bench-peers`), kopf (the
+                              `bench` extra). The table gives each figure and the ratio dorgu / peer.
+  --repeat=N                  Rounds of dorgu and every peer; even rounds run in the reverse order
+                              (ABBA), so drift of the machine hits both sides [default: 1].
+  --settle=S                  Between runs: after the namespace is gone, wait this long for the server to
+                              finish (deleting 10,000 objects disturbs the next run) [default: 10].
   -o FORMAT --output=FORMAT   table or json [default: table].
   --plot=FILE                 Also write a PNG: latency CDF and throughput over time (needs matplotlib,
                               the `bench` extra: pip install 'dorgu[bench]').
@@ -65,6 +72,7 @@ def _number(args: dict[str, Any], flag: str, *, integer: bool = False, minimum: 
 
 
 def settings_from(args: dict[str, Any]) -> Any:
+    """The bench's settings from the flags (exit 2 on a bad one)."""
     from cli.bench.engine import BenchSettings
 
     if args["--local"] and args["--kubeconfig"]:
@@ -108,7 +116,9 @@ def machine() -> dict[str, Any]:
             "load_average_start": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
-async def _bench(connection: Any, kubeconfig: str, context: str | None, s: Any, bar: Any) -> dict[str, Any]:
+async def _bench(
+    connection: Any, kubeconfig: str, context: str | None, s: Any, bar: Any, subject: str = "dorgu"
+) -> dict[str, Any]:
     from cli.bench import engine
     from dorgu.runtime.client import ApiClient
     from dorgu.runtime.errors import ApiError
@@ -121,11 +131,12 @@ async def _bench(connection: Any, kubeconfig: str, context: str | None, s: Any, 
         other = await engine.other_controller(client)
         try:
             b = engine.Bench(client, connection, kubeconfig=kubeconfig, context=context, namespace=ns,
-                             settings=s, bar=bar)  # fmt: skip
+                             settings=s, bar=bar, subject=subject)  # fmt: skip
             figures = await b.run()
         finally:
             await engine.delete_namespace(client, ns)
         figures["namespace"] = ns
+        figures["subject"] = subject
         figures["timeline"] = {
             "phases": [{"name": n, "start_s": a, "end_s": e} for n, a, e in b.timeline.phases],
             "persona_writes_per_s": b.timeline.per_second(b.timeline.persona_writes),
@@ -138,6 +149,38 @@ async def _bench(connection: Any, kubeconfig: str, context: str | None, s: Any, 
         return figures
 
 
+async def _rounds(
+    connection: Any,
+    kubeconfig: str,
+    context: str | None,
+    s: Any,
+    bar: Any,
+    *,
+    peers: list[str],
+    repeat: int,
+    settle_s: float,
+) -> list[dict[str, Any]]:
+    """dorgu and each peer in turn, ``repeat`` rounds, odd rounds in the reverse order (ABBA); each run in a
+    fresh namespace, the next one only after it is gone and the server had ``settle_s`` more."""
+    from cli.bench import engine
+    from dorgu.runtime.client import ApiClient
+
+    order = ["dorgu", *peers]
+    runs: list[dict[str, Any]] = []
+    for k in range(repeat):
+        for subject in order if k % 2 == 0 else order[::-1]:
+            bar.note(f"round {k + 1}/{repeat}: {subject}")
+            figures = await _bench(connection, kubeconfig, context, s, bar, subject=subject)
+            figures["round"] = k + 1
+            runs.append(figures)
+            async with ApiClient(connection) as client:
+                bar.note(f"waiting for namespace {figures['namespace']} to be gone, then {settle_s:g} s")
+                ns = figures["namespace"]
+                await engine.wait_namespace_gone(client, ns, timeout_s=min(s.timeout_s, 120))
+            await asyncio.sleep(settle_s)
+    return runs
+
+
 def run(argv: list[str]) -> int:
     from docopt import docopt
 
@@ -146,6 +189,15 @@ def run(argv: list[str]) -> int:
 
     args = docopt(__doc__ or "", argv=argv)
     s = settings_from(args)
+    from cli.bench.subjects import parse_peers
+
+    peers = parse_peers(args["--peers"])
+    repeat = _number(args, "--repeat", integer=True)
+    settle_s = float(args["--settle"] or 0)
+    if args["--namespace"] and (peers or repeat > 1):
+        raise InputError("--namespace names one run's namespace; it cannot be used with --peers or --repeat")
+    if peers and args["--plot"]:
+        raise InputError("--plot draws one run; it cannot be used with --peers")
     bar = ProgressBar()
     info = machine()
     started = time.time()
@@ -160,7 +212,12 @@ def run(argv: list[str]) -> int:
             except ConfigError as e:
                 raise Failure(str(e)) from None
             cluster = {"kind": "kubeconfig", "server": access.connection.server}
-            figures = asyncio.run(_bench(access.connection, args["--kubeconfig"], args["--context"], s, bar))
+            if peers or repeat > 1:
+                runs = asyncio.run(_rounds(access.connection, args["--kubeconfig"], args["--context"], s, bar,
+                                           peers=peers, repeat=repeat, settle_s=settle_s))  # fmt: skip
+            else:
+                kc, ctx = args["--kubeconfig"], args["--context"]
+                figures = asyncio.run(_bench(access.connection, kc, ctx, s, bar))
         else:
             from cli import paths
             from dorgu.envtest import ControlPlane, ControlPlaneSettings
@@ -169,10 +226,24 @@ def run(argv: list[str]) -> int:
             with ControlPlane(ControlPlaneSettings(crds=tuple(paths.crd_files()), controllers=())) as cp:
                 cluster = {"kind": "local", "server": cp.server, "note": "control plane on this machine"}
                 conn = cp.connection(user_agent="dorgu-bench")
-                figures = asyncio.run(_bench(conn, str(cp.kubeconfig), None, s, bar))
+                if peers or repeat > 1:
+                    runs = asyncio.run(_rounds(conn, str(cp.kubeconfig), None, s, bar, peers=peers,
+                                               repeat=repeat, settle_s=settle_s))  # fmt: skip
+                else:
+                    figures = asyncio.run(_bench(conn, str(cp.kubeconfig), None, s, bar))
     finally:
         bar.close()
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    if peers or repeat > 1:
+        from cli.bench import compare
+
+        result = compare.assemble(s, runs, peers=peers, cluster=cluster, machine=info,
+                                  wall_s=time.time() - started)  # fmt: skip
+        if args["--output"] == "json":
+            print(json.dumps(result))
+        else:
+            print(compare.table(result))
+        return 0
     result = report.assemble(s, figures, cluster=cluster, machine=info, wall_s=time.time() - started)
     if args["--plot"]:
         report.plot(result, Path(args["--plot"]))

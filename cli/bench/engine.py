@@ -10,11 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +20,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from cli import paths
+from cli.bench import subjects
 from cli.bench import workload as w
 from cli.bench.progress import ProgressBar
 from cli.errors import Failure, InputError
@@ -36,8 +31,6 @@ from dorgu.runtime.errors import ApiError, NotFound
 from dorgu.runtime.informer import Handlers
 from dorgu.runtime.resource import DEPLOYMENTS, LEASES, NAMESPACES
 
-CODE_ROOT = paths.code_root()
-"""Working directory and PYTHONPATH of the operator child: it imports the bench's own code."""
 FIELD_MANAGER = "dorgu-bench"
 """The bench's own writes (seeding, Deployment changes, the kubelet stand-in)."""
 CEILING_FIELD_MANAGER = "dorgu-bench-ceiling"
@@ -95,79 +88,6 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {k: round(rank(q) * 1000, 1) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Operator:
-    """``dorgu operator`` in a process of its own (supervisor + one child), as it runs in production."""
-
-    def __init__(self, *, kubeconfig: str, context: str | None, namespace: str, s: BenchSettings) -> None:
-        self.metrics_port = _free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="dorgu-bench-operator-", suffix=".log", delete=False)  # noqa: SIM115
-        options = {"lease_name": f"{namespace}-applicationpersona", "watch_namespace": namespace}
-        self.argv = [
-            sys.executable, "-m", "cli.main", "operator", f"--kubeconfig={kubeconfig}",
-            "--components=applicationpersona", f"--lease-namespace={namespace}", f"--workers={s.workers}",
-            f"--heartbeat-interval={s.heartbeat_s:g}", f"--revalidate-interval={s.heartbeat_s / 2:g}",
-            f"--metrics-bind-address=127.0.0.1:{self.metrics_port}", f"--identity={namespace}",
-            f"--component-options={json.dumps(options)}", "--log-level=warning",
-        ]  # fmt: skip
-        if context:
-            self.argv.append(f"--context={context}")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            self.argv, cwd=CODE_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log
-        )
-
-    def check(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise Failure(f"dorgu operator exited with {self.proc.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    async def patch_requests(self) -> float | None:
-        """PATCH requests the operator has sent (its /metrics, all children summed), or None."""
-        try:
-            async with (
-                aiohttp.ClientSession() as s,
-                s.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=aiohttp.ClientTimeout(5)) as r,
-            ):
-                text = await r.text()
-        except (aiohttp.ClientError, TimeoutError):
-            return None
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith("rest_client_requests_total{") and 'method="PATCH"' in line:
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-        return self.proc.returncode
-
-
 class Bench:
     def __init__(
         self,
@@ -179,10 +99,14 @@ class Bench:
         namespace: str,
         settings: BenchSettings,
         bar: ProgressBar,
+        subject: str = "dorgu",
     ) -> None:
         self.client, self.conn, self.ns, self.s, self.bar = client, connection, namespace, settings, bar
         self.n = settings.personas
-        self.operator = Operator(kubeconfig=kubeconfig, context=context, namespace=namespace, s=settings)
+        config = subjects.RunConfig(kubeconfig=kubeconfig, context=context, namespace=namespace,
+                                    workers=settings.workers, heartbeat_s=settings.heartbeat_s)  # fmt: skip
+        self.operator = subjects.make(subject, config)
+        self.cpu: dict[str, float] = {}  # CPU-seconds of the subject at the end of each phase
         self.timeline = Timeline()
         self.report: dict[str, Any] = {}
         self.personas = w.persona_informer(client, namespace)
@@ -254,7 +178,7 @@ class Bench:
             self.operator.check()
             if time.monotonic() > deadline:
                 raise Failure(
-                    f"{what}: not converged after {timeout_s:.0f} s "
+                    f"{what} ({self.operator.name}): not converged after {timeout_s:.0f} s "
                     f"({len(self.progress.done)}/{self.n} personas)\n{self.operator.log_tail()}"
                 )
             self.bar.update(len(self.progress.done))
@@ -301,6 +225,7 @@ class Bench:
                 self.operator.start()
                 await self._wait(self.progress.complete, "cold convergence", self.s.timeout_s)
             cold = (self.progress.last_at or time.monotonic()) - t0
+            self.cpu["cold"] = self.operator.cpu_seconds()
             r["cold"] = {
                 "validated": len(self.progress.done),
                 "seconds": round(cold, 2),
@@ -309,14 +234,26 @@ class Bench:
             }
             await asyncio.sleep(1.0)
             r["steady"] = await self._steady()
+            self.cpu["before_burst"] = self.operator.cpu_seconds()
             r["burst"] = await self._burst()
+            self.cpu["burst"] = self.operator.cpu_seconds()
             r["idle"] = await self._idle_phase()
-            r["rss_mib"] = {
-                k: {kk: round(vv, 1) for kk, vv in v.items()}
-                for k, v in w.rss_of_tree(self.operator.proc.pid if self.operator.proc else 0).items()
+            self.cpu["idle"] = self.operator.cpu_seconds()
+            rss = subjects.rss_of(self.operator)
+            r["rss_mib"] = {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in rss.items()}
+            c = self.cpu
+            burst_cpu = c["burst"] - c["before_burst"]
+            r["cpu_seconds"] = {
+                "cold": round(c["cold"], 2),
+                "steady": round(c["before_burst"] - c["cold"], 2),
+                "burst": round(burst_cpu, 2),
+                "idle": round(c["idle"] - c["burst"], 2),
+                "cold_plus_burst": round(c["cold"] + burst_cpu, 2),
+                "note": "user + system CPU of the operator's processes (from /proc), the start included",
             }
             self.operator.check()
-            r["ceiling"] = await self._ceiling()
+            if self.s.ceiling_s > 0:
+                r["ceiling"] = await self._ceiling()
         finally:
             code = self.operator.stop()
         r["operator_exit_code"] = code
@@ -548,6 +485,20 @@ async def prepare_namespace(client: ApiClient, requested: str | None) -> str:
 async def delete_namespace(client: ApiClient, name: str) -> None:
     with contextlib.suppress(NotFound):
         await client.delete(NAMESPACES, name)
+
+
+async def wait_namespace_gone(client: ApiClient, name: str, *, timeout_s: float) -> bool:
+    """Until the namespace (and so everything in it) is deleted, at most ``timeout_s``; whether it went. A
+    cluster without a namespace controller (the bench's own local control plane) never finishes: the next
+    run then goes on in a namespace of its own."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            await client.get(NAMESPACES, name)
+        except NotFound:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 async def other_controller(client: ApiClient) -> str | None:

@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -267,28 +266,3 @@ class Progress:
                 self.last_at = now
             if len(self.done) >= self.n:
                 self.complete.set()
-
-
-def rss_of_tree(pid: int) -> dict[str, dict[str, float]]:
-    """VmRSS and VmHWM (peak), in MiB, of ``pid`` and its children, by component name."""
-    out: dict[str, dict[str, float]] = {}
-    pids = [pid]
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            pids += [int(x) for x in (task / "children").read_text().split()]
-    except OSError:
-        return out
-    for p in pids:
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-            cmd = Path(f"/proc/{p}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        except OSError:
-            continue
-        fields = {
-            k: int(v.split()[0])
-            for k, _, v in (ln.partition(":") for ln in status.splitlines())
-            if k in ("VmRSS", "VmHWM")
-        }
-        name = "supervisor" if p == pid else (cmd[-1].decode() if len(cmd) > 1 else str(p))
-        out[name] = {"rss_mib": fields.get("VmRSS", 0) / 1024, "peak_mib": fields.get("VmHWM", 0) / 1024}
-    return out
