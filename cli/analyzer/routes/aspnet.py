@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cli.analyzer.routes.model import ANY_METHOD, Route
 from cli.analyzer.routes.mounts import Mount, MountGraph
-from cli.analyzer.routes.sources import STRING, blank_comments, line_of, server_files, unquote
+from cli.analyzer.routes.sources import STRING, blank_comments, code_matches, line_of, server_files, unquote
 
 EXTENSIONS = frozenset({".cs", ".fs"})
 _APP = re.compile(r"\b(?:var|let)\s+(\w+)\s*=\s*[\w.()\s\[\]]*?\.Build\s*\(\s*\)")
@@ -34,10 +34,11 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
     graph = MountGraph()
     for f in server_files(root, extensions=EXTENSIONS, on_unreadable=on_unreadable):
         text = blank_comments(f.text)
-        graph.apps += [(f.rel, m.group(1)) for m in _APP.finditer(text)]
-        for m in _GROUP.finditer(text):
+        masked = blank_comments(f.text, mask_strings=True)
+        graph.apps += [(f.rel, m.group(1)) for m in code_matches(_APP, text, masked)]
+        for m in code_matches(_GROUP, text, masked):
             graph.add_mount((f.rel, m.group(2)), Mount(child=(f.rel, m.group(1)), prefix=unquote(m, 3)))
-        for m in _MAP.finditer(text):
+        for m in code_matches(_MAP, text, masked):
             path = unquote(m, 3)
             if m.group(2) == "MapMethods":
                 listed = text[m.end() : m.end() + 200].split(")", 1)[0]

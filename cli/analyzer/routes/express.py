@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cli.analyzer.routes.model import ANY_METHOD, Route
 from cli.analyzer.routes.mounts import Mount, MountGraph
-from cli.analyzer.routes.sources import STRING, blank_comments, line_of, server_files, unquote
+from cli.analyzer.routes.sources import STRING, blank_comments, code_matches, line_of, server_files, unquote
 
 EXTENSIONS = frozenset({".js", ".mjs", ".cjs", ".ts"})
 _RESOLVE_SUFFIXES = ("", ".js", ".mjs", ".cjs", ".ts", "/index.js", "/index.mjs", "/index.ts")
@@ -88,6 +88,7 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
     exports: dict[tuple[str, str], tuple[str, str]] = {}  # (file, exported name) → (file, local variable)
     imports: dict[tuple[str, str], tuple[str, str]] = {}  # (file, local name) → (file, exported name)
     texts = {rel: blank_comments(f.text) for rel, f in files.items()}
+    masks = {rel: blank_comments(f.text, mask_strings=True) for rel, f in files.items()}
 
     def module(rel: str, spec: str) -> str | None:
         if not spec.startswith("."):
@@ -96,28 +97,28 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
         return next((base + s for s in _RESOLVE_SUFFIXES if base + s in files), None)
 
     for rel, text in texts.items():
-        for m in _APP.finditer(text):
+        for m in code_matches(_APP, text, masks[rel]):
             graph.apps.append((rel, m.group(1)))
-        for m in _EXPORTED_ROUTER.finditer(text):
+        for m in code_matches(_EXPORTED_ROUTER, text, masks[rel]):
             exports[(rel, m.group(1))] = (rel, m.group(1))
-        for m in _EXPORT_DEFAULT.finditer(text):
+        for m in code_matches(_EXPORT_DEFAULT, text, masks[rel]):
             exports[(rel, _DEFAULT)] = (rel, m.group(1))
-        for m in _EXPORT_OBJECT.finditer(text):
+        for m in code_matches(_EXPORT_OBJECT, text, masks[rel]):
             for exported, local in _names(m.group(1)):
                 exports[(rel, exported)] = (rel, local)
-        for m in _EXPORT_PROP.finditer(text):
+        for m in code_matches(_EXPORT_PROP, text, masks[rel]):
             exports[(rel, m.group(1))] = (rel, m.group(2))
-        for m in _REQUIRE.finditer(text):
+        for m in code_matches(_REQUIRE, text, masks[rel]):
             if (target := module(rel, unquote(m, 2))) is not None:
                 imports[(rel, m.group(1))] = (target, m.group(5) or _DEFAULT)
-        for m in _REQUIRE_NAMED.finditer(text):
+        for m in code_matches(_REQUIRE_NAMED, text, masks[rel]):
             if (target := module(rel, unquote(m, 2))) is not None:
                 for exported, local in _names(m.group(1)):
                     imports[(rel, local)] = (target, exported)
-        for m in _IMPORT_DEFAULT.finditer(text):
+        for m in code_matches(_IMPORT_DEFAULT, text, masks[rel]):
             if (target := module(rel, unquote(m, 2))) is not None:
                 imports[(rel, m.group(1))] = (target, _DEFAULT)
-        for m in _IMPORT_NAMED.finditer(text):
+        for m in code_matches(_IMPORT_NAMED, text, masks[rel]):
             if (target := module(rel, unquote(m, 2))) is not None:
                 for exported, local in _names(m.group(1)):
                     imports[(rel, local)] = (target, exported)
@@ -140,7 +141,7 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
         return None
 
     for rel, text in texts.items():
-        for m in _VERB.finditer(text):
+        for m in code_matches(_VERB, text, masks[rel]):
             if not unquote(m, 3).startswith("/"):
                 continue  # app.get('env') reads a setting; a route's path starts with "/"
             method = (
@@ -150,7 +151,7 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
                 key(rel, m.group(1)),
                 Route(path=unquote(m, 3), method=method, file=rel, line=line_of(text, m.start())),
             )
-        for m in _ROUTE_CHAIN.finditer(text):
+        for m in code_matches(_ROUTE_CHAIN, text, masks[rel]):
             if not unquote(m, 2).startswith("/"):
                 continue
             chain = re.match(r"(?:\s*\.\s*(\w+)\s*\((?:[^()]|\([^()]*\))*\))+", text[m.end() :])
@@ -161,7 +162,7 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
                     key(rel, m.group(1)),
                     Route(path=unquote(m, 2), method=method, file=rel, line=line_of(text, m.start())),
                 )
-        for m in _USE.finditer(text):
+        for m in code_matches(_USE, text, masks[rel]):
             args = _args(text, m.end())
             if not args:
                 continue

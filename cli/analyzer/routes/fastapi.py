@@ -68,13 +68,16 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
         elif callee(value) == "APIRouter":
             graph.own_prefix[(mod.key, name)] = string(keyword(value, "prefix")) or ""
 
+    # own prefixes are applied on declaration (below), so the graph itself must not apply them again
+    own_prefix, graph.own_prefix = graph.own_prefix, {}
+
     def declare(mod: Module, call: ast.Call, name: str, line: int) -> None:
         path = string(arg(call, 0, "path"))
         key = key_of(mod, receiver(call))
         if path is None or key is None:
             return
         # the router's own prefix is part of a route's path from the start (FastAPI applies it on declaration)
-        full = graph.own_prefix.get(key, "") + path
+        full = own_prefix.get(key, "") + path
         for method in _methods(call, name):
             graph.add_route(key, Route(path=full, method=method, file=mod.rel, line=line))
 
@@ -90,7 +93,8 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
             parent, child = key_of(mod, receiver(call)), key_of(mod, arg(call, 0, "router"))
             if parent is not None and child is not None:
                 # own prefixes are already in the routes' paths: only the include's prefix is added here
-                graph.add_mount(parent, Mount(child=child, prefix=string(keyword(call, "prefix")) or ""))
-    for key in list(graph.own_prefix):
-        graph.own_prefix[key] = ""
+                # FastAPI re-adds the included routes on the parent: the parent router's own prefix goes in
+                # front too (an app has none)
+                prefix = own_prefix.get(parent, "") + (string(keyword(call, "prefix")) or "")
+                graph.add_mount(parent, Mount(child=child, prefix=prefix))
     return graph.served()

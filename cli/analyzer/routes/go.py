@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.analyzer.routes.model import ANY_METHOD, Route, is_literal, join
-from cli.analyzer.routes.sources import STRING, blank_comments, line_of, server_files, unquote
+from cli.analyzer.routes.sources import STRING, blank_comments, code_matches, line_of, server_files, unquote
 
 EXTENSIONS = frozenset({".go"})
 _ROUTER = re.compile(
@@ -58,10 +58,11 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
     out: set[Route] = set()
     for f in server_files(root, extensions=EXTENSIONS, on_unreadable=on_unreadable):
         text = blank_comments(f.text, raw_backquote=True)
+        masked = blank_comments(f.text, raw_backquote=True, mask_strings=True)
         # (variable, start, end) → prefix: a variable's prefix holds in a span of the file (the whole file, or
         # the body of a chi Route callback whose parameter shadows the outer router)
         spans: list[tuple[str, int, int, str]] = [("http", 0, len(text), "")]
-        spans += [(m.group(1), m.start(), len(text), "") for m in _ROUTER.finditer(text)]
+        spans += [(m.group(1), m.start(), len(text), "") for m in code_matches(_ROUTER, text, masked)]
 
         def prefix_of(var: str, at: int, spans: list[tuple[str, int, int, str]] = spans) -> str | None:
             live = [s for s in spans if s[0] == var and s[1] <= at <= s[2]]
@@ -70,25 +71,25 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
         changed = True
         while changed:  # groups of groups, scopes in scopes: repeat until nothing new is learnt
             changed = False
-            for m in _GROUP.finditer(text):
+            for m in code_matches(_GROUP, text, masked):
                 base = prefix_of(m.group(2), m.start())
                 span = (m.group(1), m.start(), len(text), join(base or "", unquote(m, 3)))
                 if base is not None and span not in spans:
                     spans.append(span)
                     changed = True
-            for m in _SCOPE.finditer(text):
+            for m in code_matches(_SCOPE, text, masked):
                 base = prefix_of(m.group(1), m.start())
                 span = (m.group(5), m.end(), _closing_brace(text, m.end()), join(base or "", unquote(m, 2)))
                 if base is not None and span not in spans:
                     spans.append(span)
                     changed = True
-            for m in _MOUNT.finditer(text):
+            for m in code_matches(_MOUNT, text, masked):
                 base = prefix_of(m.group(1), m.start())
                 span = (m.group(5), 0, len(text), join(base or "", unquote(m, 2)))
                 if base is not None and span not in spans:
                     spans.append(span)
                     changed = True
-        for m in _CALL.finditer(text):
+        for m in code_matches(_CALL, text, masked):
             base = prefix_of(m.group(1), m.start())
             if base is None:
                 continue

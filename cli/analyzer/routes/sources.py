@@ -13,7 +13,7 @@ literals stay as they are, so a match's offset still gives the right line number
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -62,10 +62,18 @@ def server_files(
     return out
 
 
-def blank_comments(text: str, *, hash_comments: bool = False, raw_backquote: bool = False) -> str:
+MASK = "\0"
+"""What :func:`blank_comments` puts in place of a string's characters when asked to mask strings."""
+
+
+def blank_comments(
+    text: str, *, hash_comments: bool = False, raw_backquote: bool = False, mask_strings: bool = False
+) -> str:
     """``text`` with ``//`` and ``/* */`` comments (and ``#`` ones when ``hash_comments``) replaced by spaces.
     Strings in ``'``, ``"`` and `````` are skipped over (a ``//`` inside ``"http://x"`` is not a comment);
-    ``raw_backquote`` makes backquoted strings raw (Go: no escapes)."""
+    ``raw_backquote`` makes backquoted strings raw (Go: no escapes). ``mask_strings`` also replaces each
+    string's characters (not its quotes or newlines) by :data:`MASK`: a match that starts on a mask is
+    inside a string (``x := `r.Get("/raw", h)` `` declares nothing) — see :func:`in_code`."""
     out = list(text)
     i, n = 0, len(text)
     while i < n:
@@ -78,6 +86,10 @@ def blank_comments(text: str, *, hash_comments: bool = False, raw_backquote: boo
                 elif text[j] == "\n" and c != "`":
                     break  # an unterminated quote ends at the line's end
                 j += 1
+            if mask_strings:
+                for k in range(i + 1, min(j, n)):
+                    if out[k] != "\n":
+                        out[k] = MASK
             i = j + 1
             continue
         if text.startswith("//", i) or (hash_comments and c == "#"):
@@ -94,6 +106,17 @@ def blank_comments(text: str, *, hash_comments: bool = False, raw_backquote: boo
                 out[k] = " "
         i = j
     return "".join(out)
+
+
+def in_code(masked: str, offset: int) -> bool:
+    """Whether ``offset`` is outside comments and strings in ``masked`` (``blank_comments(…,
+    mask_strings=True)`` of the same text)."""
+    return offset < len(masked) and masked[offset] not in (MASK, " ")
+
+
+def code_matches(pattern: re.Pattern[str], text: str, masked: str) -> Iterator[re.Match[str]]:
+    """``pattern``'s matches in ``text`` that start in code (see :func:`in_code`)."""
+    return (m for m in pattern.finditer(text) if in_code(masked, m.start()))
 
 
 def line_of(text: str, offset: int) -> int:
