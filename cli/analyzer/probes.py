@@ -1,7 +1,8 @@
 """Which served routes make the liveness and readiness probes.
 
 A health route is a ``GET`` route whose last path segment names a health endpoint (``health``,
-``healthz``, ``_health``, ``healthcheck``, ``livez``, ``readyz``, ``ping`` …), or ``…/health/live`` and
+``healthz``, ``_health``, ``healthcheck``, ``livez``, ``readyz``, ``ping``, Rails' ``up`` …), or
+``…/health/live`` and
 ``…/health/ready`` style pairs. Readiness: the shortest route naming readiness (``ready``, ``readyz``,
 ``readiness``); liveness: the shortest naming liveness (``live``, ``livez``, ``liveness``, ``healthz``), else
 a plain health route, else ``ping``, else the readiness route. Ties go to the lexically first path.
@@ -16,7 +17,7 @@ from cli.analyzer.routes import Route
 
 _READY = {"ready", "readyz", "readiness"}
 _LIVE = {"live", "livez", "liveness", "healthz"}
-_HEALTH = {"health", "_health", "healthcheck", "health-check", "health_check", "status-check"}
+_HEALTH = {"health", "_health", "healthcheck", "health-check", "health_check", "status-check", "up"}
 _PING = {"ping"}
 _ALL = _READY | _LIVE | _HEALTH | _PING
 

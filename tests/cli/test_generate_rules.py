@@ -307,10 +307,14 @@ def test_a_symlinked_target_or_directory_is_refused(run_cli, tmp_path, cli_env, 
 
 
 def test_no_route_no_probe_and_it_says_so(run_cli, tmp_path, cli_env):
-    app = copy_app("rails", tmp_path / "src")
+    app = tmp_path / "sinatra"
+    app.mkdir()
+    (app / "Dockerfile").write_text('FROM ruby:3.3\nCOPY . .\nEXPOSE 4567\nCMD ["ruby", "app.rb"]\n')
+    (app / "Gemfile").write_text('source "https://rubygems.org"\ngem "sinatra"\n')
+    (app / "app.rb").write_text("require 'sinatra'\nget '/healthz' do\n  'ok'\nend\n")
     r = run_cli("generate", str(app))
     assert r.code == 0, r.err
-    assert "Probes: none — dorgu has no route finder for rails, and no HEALTHCHECK" in r.out
+    assert "Probes: none — dorgu has no route finder for sinatra, and no HEALTHCHECK" in r.out
     assert "livenessProbe" not in (cli_env / "k8s" / "deployment.yaml").read_text()
 
     flask = copy_app("flask", tmp_path / "src2")

@@ -58,6 +58,10 @@ FIXTURES = {
         ("/health/live", "/health/ready"),
     ),
     "monorepo/services/billing": ("starlette", ["/healthz"], "billing/__init__.py:10", ("/healthz", "")),
+    "rails": ("rails", ["/healthz", "/up"], "config/routes.rb:3", ("/healthz", "")),
+    "php-laravel": ("laravel", ["/health"], "routes/web.php:2", ("/health", "")),
+    "rust-axum": ("axum", ["/health"], "src/main.rs:5", ("/health", "")),
+    "compose-app/web": ("fastify", ["/status"], "", ("", "")),  # /status is no health name: compose's wins
 }  # fmt: skip
 
 
@@ -80,9 +84,77 @@ def test_spring_class_mapping_and_methods() -> None:
     assert not any("{" in r.path for r in routes)  # /items/{id} cannot be probed
 
 
-def test_frameworks_without_a_finder_give_no_routes() -> None:
-    assert finder_for("rails") is None and find_routes(APPS / "rails", "rails") == []
+def test_frameworks_without_a_finder_give_no_routes(tmp_path: Path) -> None:
+    app = _app(tmp_path, {"app.rb": "get '/healthz' do\n  'ok'\nend\n"})
+    assert finder_for("sinatra") is None and find_routes(app, "sinatra") == []
     assert finder_for("", language="go") == "go"
+
+
+def test_rails_scopes(tmp_path: Path) -> None:
+    app = _app(
+        tmp_path,
+        {
+            "config/routes.rb": "Rails.application.routes.draw do\n"
+            '  get "up" => "rails/health#show", as: :rails_health_check\n'
+            "  # get '/healthz', to: 'old#show'\n"
+            "  namespace :api do\n"
+            '    scope path: "/v1" do\n'
+            '      get "health", to: "health#show"\n'
+            '      match "ready", to: "health#ready", via: [:post]\n'
+            "    end\n"
+            "    resources :orders do\n"
+            '      get "status"\n'
+            "    end\n"
+            "  end\n"
+            '  root "pages#home"\n'
+            "end\n",
+        },
+    )
+    assert _get(find_routes(app, "rails")) == ["/", "/api/v1/health", "/up"]
+
+
+def test_laravel_files_groups_and_health(tmp_path: Path) -> None:
+    app = _app(
+        tmp_path,
+        {
+            "routes/web.php": "<?php\nRoute::get('/', fn () => view('welcome'));\n"
+            "// Route::get('/healthz', fn () => 'ok');\n",
+            "routes/api.php": "<?php\nRoute::prefix('v1')->group(function () {\n"
+            "    Route::get('/health', fn () => 'ok');\n    Route::post('/ready', fn () => 'ok');\n});\n"
+            "Route::match(['get', 'head'], '/ping', fn () => 'pong');\n",
+            "bootstrap/app.php": "<?php\nreturn Application::configure()\n"
+            "    ->withRouting(web: __DIR__.'/../routes/web.php', health: '/up')->create();\n",
+        },
+    )
+    assert _get(find_routes(app, "laravel")) == ["/", "/api/ping", "/api/v1/health", "/up"]
+
+
+def test_fastify_root_instance_only(tmp_path: Path) -> None:
+    app = _app(
+        tmp_path,
+        {
+            "server.js": "const app = require('fastify')();\napp.get('/livez', h);\n"
+            "app.route({ method: ['GET', 'HEAD'], url: '/readyz', handler: h });\n"
+            "app.register(require('./api'), { prefix: '/api' });\n",
+            "api.js": "module.exports = async function (fastify) { fastify.get('/health', h); };\n",
+        },
+    )
+    assert _get(find_routes(app, "fastify")) == ["/livez", "/readyz"]  # /api/health's prefix is not read
+
+
+def test_axum_nest(tmp_path: Path) -> None:
+    app = _app(
+        tmp_path,
+        {
+            "src/main.rs": "fn api() -> Router {\n"
+            '    Router::new().route("/health", get(h)).route("/hook", post(h))\n}\n'
+            "#[tokio::main]\nasync fn main() {\n"
+            '    let ops = Router::new().route("/livez", get(|| async { "ok" }));\n'
+            '    let app = Router::new().route("/", get(h)).nest("/api", api()).nest("/ops", ops);\n'
+            '    // .route("/healthz", get(h))\n}\n',
+        },
+    )
+    assert _get(find_routes(app, "axum")) == ["/", "/api/health", "/ops/livez"]
 
 
 # --------------------------------------------------------------------------- rules, one small app each

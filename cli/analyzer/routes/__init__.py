@@ -14,7 +14,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cli.analyzer.routes import aspnet, django, express, fastapi, flask, go, nestjs, spring
+from cli.analyzer.routes import (
+    aspnet,
+    axum,
+    django,
+    express,
+    fastapi,
+    fastify,
+    flask,
+    go,
+    laravel,
+    nestjs,
+    rails,
+    spring,
+)
 from cli.analyzer.routes.model import ANY_METHOD, Route
 
 __all__ = ["ANY_METHOD", "FINDERS", "Route", "find_routes", "finder_for", "serves_get"]
@@ -34,7 +47,12 @@ FINDERS: dict[str, Finder] = {
     "echo": go.find,
     "chi": go.find,
     "gorilla": go.find,
+    "fiber": go.find,
     "go": go.find,
+    "rails": rails.find,
+    "laravel": laravel.find,
+    "fastify": fastify.find,
+    "axum": axum.find,
 }
 """Framework (as :mod:`cli.analyzer.code` names it; ``go`` for plain ``net/http``) → its finder."""
 

@@ -1,8 +1,9 @@
 """Go: ``net/http`` (``http.HandleFunc``/``Handle`` and a ``ServeMux``'s, Go 1.22 ``"GET /path"``
 patterns), gin and echo (``r.GET``, ``r.Any``, groups ``v1 := r.Group("/api/v1")``), chi (``r.Get``,
 ``r.Route("/api", func(r chi.Router) { … })`` scopes and ``r.Mount("/api", sub)`` of a router variable).
-A router variable counts when something creates it (``gin.Default()``, ``chi.NewRouter()``,
-``http.NewServeMux()``, ``echo.New()``) or it is the ``http`` package itself."""
+Fiber's ``app.Get``/``app.Group`` read the same way. A router variable counts when something creates it
+(``gin.Default()``, ``chi.NewRouter()``, ``http.NewServeMux()``, ``echo.New()``, ``fiber.New()``) or it is
+the ``http`` package itself."""
 
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ def find(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> list[Rout
             if m.group(2) in ("HandleFunc", "Handle") and " " in pattern.strip():  # Go 1.22: "GET /path"
                 verb, _, pattern = pattern.strip().partition(" ")
                 method = verb.upper()
+            if not pattern.strip().startswith("/"):
+                continue  # gin's Handle("GET", "/x", …) puts the method first; a host pattern is not probed
             path = join(base, pattern.strip())
             if is_literal(path):
                 out.add(Route(path=path, method=method, file=f.rel, line=line_of(text, m.start())))
