@@ -87,7 +87,9 @@ def run(argv: list[str]) -> int:
     out.print()
     for line in probe_report(prep.analysis):
         out.print(line)
-    if not args["--skip-validation"]:
+    if args["--skip-validation"]:
+        out.print()
+    else:
         issues = validate(ctx)
         out.print()
         if any(i.severity == "error" for i in issues):
