@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cli.analyzer.code import analyze_code
 from cli.analyzer.probes import choose
@@ -323,3 +325,23 @@ def test_join_and_comment_blanking() -> None:
     assert blank.count("\n") == 2 and '"http://x"' in blank and "c */" not in blank and blank.endswith(" d")
     assert not is_server_code("tests/test_app.py") and not is_server_code("web/client/App.js")
     assert is_server_code("shop/api.py")
+
+
+@given(st.text(alphabet=list("ab/*'\"`\\\n #x"), max_size=200))
+def test_blanking_keeps_every_offset_and_line(text: str) -> None:
+    """Match offsets in blanked text are offsets in the source: same length, newlines where they were."""
+    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    for kw in ({}, {"hash_comments": True}, {"mask_strings": True}, {"raw_backquote": True}):
+        out = blank_comments(text, **kw)
+        assert len(out) == len(text)
+        assert [i for i, c in enumerate(out) if c == "\n"] == newlines
+
+
+@given(
+    st.lists(st.text(alphabet=list("ab/"), max_size=6).filter(lambda p: "//" not in p.strip("/")), max_size=4)
+)
+def test_join_gives_one_clean_absolute_path(parts: list[str]) -> None:
+    """Mount prefixes and paths meet with exactly one slash, whatever slashes each brings."""
+    path = join(*parts)
+    assert path.startswith("/") and "//" not in path
+    assert path.strip("/") == "/".join(p.strip("/") for p in parts if p.strip("/"))
