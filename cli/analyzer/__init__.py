@@ -174,7 +174,7 @@ def analyze(
             path=primary.healthcheck.path,
             port=primary.healthcheck.port,
             source="compose",
-            origin=f"{compose_file.name if compose_file else 'compose'} (service {primary.name})",
+            origin=primary.healthcheck.origin or (compose_file.name if compose_file else ""),
         )
     if app_config.health and (app_config.health.liveness or app_config.health.readiness):
         live = app_config.health.liveness

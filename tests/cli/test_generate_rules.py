@@ -317,6 +317,17 @@ def test_no_route_no_probe_and_it_says_so(run_cli, tmp_path, cli_env):
     assert "Probes: none — dorgu has no route finder for sinatra, and no HEALTHCHECK" in r.out
     assert "livenessProbe" not in (cli_env / "k8s" / "deployment.yaml").read_text()
 
+    compose = copy_app("compose-app", tmp_path / "src3")
+    r = run_cli("generate", str(compose), "-o", "k3")
+    assert "liveness   GET /status (port 8080) from docker-compose.yml:22, the compose healthcheck" in r.out
+    fastapi = copy_app("fastapi", tmp_path / "src4")
+    (fastapi / "orders" / "routers" / "health.py").unlink()
+    (fastapi / "main.py").write_text("from fastapi import FastAPI\n\napp = FastAPI()\n")
+    r = run_cli("generate", str(fastapi), "-o", "k4")
+    assert (
+        "liveness   GET /api/v1/health (port 8000) from Dockerfile:16, the Dockerfile's HEALTHCHECK" in r.out
+    )
+
     flask = copy_app("flask", tmp_path / "src2")
     (flask / "shop" / "api.py").write_text(
         (flask / "shop" / "api.py").read_text().replace('"/health"', '"/version"').replace('"/ready"', '"/v"')
