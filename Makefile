@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests need (the control-plane build installs its own: rsync; see dorgu/envtest).
-APT_PACKAGES ?= prometheus
+# nodejs + node-express: tests/cli/test_probes_served.py starts the Express fixture app (NODE_PATH=/usr/share/nodejs).
+APT_PACKAGES ?= prometheus nodejs node-express
 
 .PHONY: all test pytest lint demo deps envtest bench-peers clean distclean image e2e-k3d e2e-k3d-tools
 

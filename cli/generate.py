@@ -14,6 +14,7 @@ Options:
   -n NAME --name=NAME    Application name (default: app.name in .dorgu.yaml, else the directory name).
   --namespace=NS         Target namespace (default: global defaults.namespace, else "default").
   --dry-run              Print the files instead of writing them.
+  --force                Overwrite files edited since dorgu generated them (default: keep them).
   --skip-argocd          No argocd/application.yaml.
   --skip-ci              No GitHub Actions workflow.
   --skip-persona         No PERSONA.md and no persona.yaml.
@@ -28,6 +29,15 @@ Options:
   --no-color             No colours (also: NO_COLOR).
   -h --help              Show this help.
 
+Probes come only from routes the app's framework serves with GET (their mount prefixes applied), else a
+Dockerfile/compose HEALTHCHECK, else .dorgu.yaml's health section; the output says where each came from
+(file:line), and says so when there is none (then no HTTP probe is written).
+
+Every file starts with a checksum header. A rerun overwrites only files that are still as dorgu wrote them;
+an edited file (or one dorgu did not write) is kept unless --force. The summary lists the files created,
+updated, unchanged and kept. The files are written all-or-nothing: a failure leaves nothing behind.
+Names and namespaces must be DNS labels (RFC 1123).
+
 Exit codes: 0 success (also when validation found issues), 1 failure, 2 usage or input error.
 """
 
@@ -40,12 +50,13 @@ from pathlib import Path
 from docopt import docopt
 
 from cli import kube
+from cli.analyzer.probes import probe_report
 from cli.generator import generate_files, hpa_api_version
 from cli.generator.validate import report, validate
 from cli.output import Output
 from cli.pipeline import manifests_path_for, prepare
 from cli.spinner import Spinner
-from cli.writer import write_all
+from cli.writer import plan, write
 
 
 def run(argv: list[str]) -> int:
@@ -73,7 +84,12 @@ def run(argv: list[str]) -> int:
         )
     finally:
         spinner.stop()
-    if not args["--skip-validation"]:
+    out.print()
+    for line in probe_report(prep.analysis):
+        out.print(line)
+    if args["--skip-validation"]:
+        out.print()
+    else:
         issues = validate(ctx)
         out.print()
         if any(i.severity == "error" for i in issues):
@@ -87,11 +103,25 @@ def run(argv: list[str]) -> int:
         for f in files:
             sys.stdout.write(f"--- {f.path} ---\n{f.content}\n\n")
         return 0
-    targets = [(output / f.path, f.content) for f in files]
-    write_all(targets)
+    planned = plan([(output / f.path, f.content) for f in files], force=args["--force"])
+    write(planned)
     out.success("Generated manifests successfully!")
-    out.print()
-    out.print("Files created:")
-    for target, _ in targets:
-        out.print(f"  {os.path.normpath(target)}")
+    for action, title in _SUMMARY:
+        group = [p for p in planned if p.action == action]
+        if group:
+            out.print()
+            out.print(title)
+            for p in group:
+                out.print(f"  {os.path.normpath(p.target)}")
+    if any(p.action == "kept" for p in planned):
+        out.print()
+        out.warning("Some files were kept as they are; rerun with --force to overwrite them")
     return 0
+
+
+_SUMMARY = (
+    ("created", "Files created:"),
+    ("updated", "Files updated:"),
+    ("unchanged", "Files unchanged:"),
+    ("kept", "Files kept (edited since dorgu generated them, or not written by dorgu):"),
+)

@@ -32,9 +32,13 @@ def connection(*, kubeconfig: str | None, context: str | None) -> ConnectionSett
 
 
 def kubeconfig_available(kubeconfig: str | None) -> bool:
+    """Whether a kubeconfig is given or ``~/.kube/config`` can be seen (an unreachable ``$HOME`` has none)."""
     if kubeconfig or os.environ.get("KUBECONFIG"):
         return True
-    return (Path.home() / ".kube" / "config").exists()
+    try:
+        return (Path.home() / ".kube" / "config").exists()
+    except OSError:
+        return False
 
 
 def run_with_client(

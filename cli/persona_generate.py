@@ -8,6 +8,7 @@ Options:
   -o DIR --output=DIR    Directory of persona.yaml [default: .].
   --name=NAME            Application name (default: app.name in .dorgu.yaml, else the directory name).
   --dry-run              Print the YAML instead of writing it.
+  --force                Overwrite persona.yaml even when it was edited since dorgu generated it.
   --llm-provider=P       An OpenAI-compatible LLM provider (openai, ollama); off by default.
   --config=FILE          Workspace config file (default: .dorgu.yaml in the current directory).
   --no-color             No colours (also: NO_COLOR).
@@ -24,6 +25,7 @@ from pathlib import Path
 from docopt import docopt
 
 from cli.generator import build_persona, persona_yaml
+from cli.generator.stamp import stamp
 from cli.output import Output
 from cli.pipeline import prepare
 from cli.spinner import Spinner
@@ -35,11 +37,14 @@ def run(argv: list[str]) -> int:
     out = Output(no_color=args["--no-color"], out=sys.stderr if args["--dry-run"] else None)
     with Spinner("Analyzing application...") as spinner:
         prep = prepare(args, out, spinner=spinner)
-        text = persona_yaml(build_persona(prep.ctx))
+        text = stamp("persona.yaml", persona_yaml(build_persona(prep.ctx)))
     if args["--dry-run"]:
         sys.stdout.write(text)
         return 0
     target = Path(args["--output"]) / "persona.yaml"
-    write_all([(target, text)])
-    out.success(f"Generated persona: {target}")
+    [planned] = write_all([(target, text)], force=args["--force"])
+    if planned.action == "kept":
+        out.warning(f"Kept {target}: edited since dorgu generated it (--force overwrites it)")
+    else:
+        out.success(f"Generated persona: {target}")
     return 0

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.analyzer import analyze
+from cli.analyzer import analyze, dns_name
 from cli.analyzer.llm import make_provider
 from cli.analyzer.model import AppAnalysis
 from cli.errors import InputError
 from cli.generator import GenContext
+from cli.names import check_label
 from cli.output import Output, warn
 from cli.settings import Configs, first, load_all
 from cli.spinner import Spinner
@@ -31,7 +32,28 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
         raise InputError(f"path does not exist: {app_dir}")
     if not app_dir.is_dir():
         raise InputError(f"not a directory: {app_dir} (point dorgu at the application's directory)")
+    try:  # the app directory itself must be listable before any file in it (.dorgu.yaml …) is looked for
+        with os.scandir(app_dir):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"cannot read the application directory {app_dir}: {e.strerror} "
+            "(make it readable and searchable, e.g. chmod a+rx)"
+        ) from e
+    namespace_flag = args.get("--namespace")
+    if namespace_flag:
+        check_label(namespace_flag, what="--namespace", suggestion=dns_name(namespace_flag))
+    if args.get("--name"):
+        check_label(args["--name"], what="--name", suggestion=dns_name(args["--name"]))
     configs = load_all(app_dir, config_flag=args.get("--config"))
+    if configs.app.app.name:
+        check_label(
+            configs.app.app.name,
+            what=f"app.name in {configs.app_path}",
+            suggestion=dns_name(configs.app.app.name),
+        )
+    for note in configs.notes:
+        warn(note)
     if configs.workspace_path is not None:
         print(f"Using config file: {configs.workspace_path}", file=out.err)
     g, ws = configs.global_, configs.workspace
@@ -47,14 +69,10 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
     spinner.start()
     analysis = analyze(app_dir, app_config=configs.app, provider=provider, warn=warn)
     if args.get("--name"):
-        from cli.analyzer import dns_name
-
-        if dns_name(args["--name"]) != args["--name"]:
-            raise InputError(
-                f"--name {args['--name']!r} is not a valid Kubernetes name (try {dns_name(args['--name'])!r})"
-            )
         analysis.name = args["--name"]
-    namespace = first(args.get("--namespace"), g.defaults.namespace, "default")
+    namespace = first(namespace_flag, g.defaults.namespace, "default")
+    if not namespace_flag:
+        check_label(namespace, what=f"defaults.namespace in {configs.global_path}")
     registry = first(ws.ci.registry, g.defaults.registry, "")
     ctx = GenContext(
         analysis=analysis,

@@ -32,6 +32,7 @@ import msgspec
 import yaml
 
 from cli.errors import InputError
+from cli.inputfile import read_bounded
 
 T = TypeVar("T")
 
@@ -328,7 +329,7 @@ def _line_of(node: yaml.Node | None, path: str) -> int | None:
 def load_yaml_file(path: Path, type_: type[T], *, what: str) -> T | None:
     """Decode ``path`` into ``type_`` (``None``: absent or empty). Errors name the file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded(path, what=what).decode("utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as e:
@@ -384,11 +385,32 @@ class Configs:
     global_path: Path
     workspace_path: Path | None
     app_path: Path | None
+    notes: tuple[str, ...] = ()
+    """Warnings for the user (a config that could not even be looked for)."""
+
+
+def unreachable(path: Path) -> str | None:
+    """Why dorgu cannot even tell whether ``path`` exists (a directory above it is not searchable, e.g. an
+    unreachable ``$HOME``), else ``None`` — also when it exists but is unreadable (that is reading's
+    error)."""
+    try:
+        os.stat(path)
+    except PermissionError as e:
+        return e.strerror or str(e)
+    except OSError:
+        pass
+    return None
 
 
 def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
     gpath = global_config_path()
-    g = load_global(gpath)
+    notes: list[str] = []
+    if (why := unreachable(gpath)) is not None:
+        # no config can be read from a directory dorgu cannot enter: run on the defaults and say so
+        notes.append(f"cannot look for the global config {gpath} ({why}); using the built-in defaults")
+        g = GlobalConfig()
+    else:
+        g = load_global(gpath)
     app_file = (app_dir / ".dorgu.yaml").resolve()
     ws_path = find_workspace_file(config_flag)
     if ws_path is not None and ws_path == app_file and not config_flag:
@@ -404,6 +426,7 @@ def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
         global_path=gpath,
         workspace_path=ws_path,
         app_path=app_file if app is not None else None,
+        notes=tuple(notes),
     )
 
 

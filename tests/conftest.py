@@ -11,6 +11,10 @@ import pytest
 
 from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient
 
+collect_ignore_glob = ["fixtures/*"]
+"""The fixture apps are data: their own tests (tests/fixtures/apps/flask/tests/test_app.py, a trap for the
+route finder) are never collected."""
+
 pytest_plugins = ["dorgu.envtest.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent

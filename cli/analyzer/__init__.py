@@ -98,7 +98,9 @@ def analyze(
         docker_file = next((source_dir / n for n in names if (source_dir / n).is_file()), None)
     if docker_file is not None:
         text = read_text(docker_file, what="Dockerfile") or ""
-        analysis.dockerfile = parse_dockerfile(text, path=docker_file.relative_to(app_dir).as_posix())
+        analysis.dockerfile = parse_dockerfile(
+            text, path=docker_file.relative_to(app_dir).as_posix(), shown=str(docker_file)
+        )
     if analysis.dockerfile is None and analysis.compose is None:
         raise InputError(
             f"no Dockerfile or compose file found in {app_dir} (looked for "
@@ -108,7 +110,7 @@ def analyze(
     def unreadable(p: Path, reason: str) -> None:
         warn(f"skipped unreadable {p}: {reason}")
 
-    analysis.code = analyze_code(source_dir, on_unreadable=unreadable)
+    analysis.code = analyze_code(source_dir, on_unreadable=unreadable, prefix=analysis.source_dir)
     analysis.language, analysis.framework = analysis.code.language, analysis.code.framework
 
     # ports: the final stage's EXPOSE, then the app service's compose ports; ENV PORT as a last resort
@@ -151,19 +153,29 @@ def analyze(
         deps[dep] = Dependency(name=dep, type=_DEP_KINDS.get(dep, "service"), required=True, source="code")
     analysis.dependencies = [deps[k] for k in sorted(deps)]
 
-    # health: app config > routes in the code > Dockerfile HEALTHCHECK > compose healthcheck
+    # health: app config > routes the app serves > Dockerfile HEALTHCHECK > compose healthcheck
     first_port = analysis.ports[0].port if analysis.ports else 8080
     hc: HealthCheck | None = None
-    if analysis.code.health_path:
+    code = analysis.code
+    if code.health_path:
         hc = HealthCheck(
-            path=analysis.code.health_path, readiness_path=analysis.code.readiness_path, source="code"
+            path=code.health_path,
+            readiness_path=code.readiness_path,
+            source="code",
+            origin=code.health_origin,
+            readiness_origin=code.readiness_origin or code.health_origin,
         )
     elif analysis.dockerfile and analysis.dockerfile.healthcheck:
         hc = HealthCheck(
-            **{f: getattr(analysis.dockerfile.healthcheck, f) for f in ("path", "port", "source")}
+            **{f: getattr(analysis.dockerfile.healthcheck, f) for f in ("path", "port", "source", "origin")}
         )
     elif primary is not None and primary.healthcheck:
-        hc = HealthCheck(path=primary.healthcheck.path, port=primary.healthcheck.port, source="compose")
+        hc = HealthCheck(
+            path=primary.healthcheck.path,
+            port=primary.healthcheck.port,
+            source="compose",
+            origin=primary.healthcheck.origin or (compose_file.name if compose_file else ""),
+        )
     if app_config.health and (app_config.health.liveness or app_config.health.readiness):
         live = app_config.health.liveness
         ready = app_config.health.readiness
@@ -174,10 +186,12 @@ def analyze(
             initial_delay_seconds=live.initial_delay if live else 0,
             period_seconds=live.period if live else 0,
             source="config",
+            origin=".dorgu.yaml",
         )
     if hc is not None:
         hc.port = hc.port or first_port
         hc.readiness_path = hc.readiness_path or hc.path
+        hc.readiness_origin = hc.readiness_origin or hc.origin
     analysis.health_check = hc
 
     # type and profile: app config > guess (no ports: worker; a front-end framework: web; else api)

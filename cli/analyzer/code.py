@@ -8,8 +8,9 @@ Language precedence (the first manifest found in the app directory wins; a repo 
 
 Framework: the first of a fixed, ordered list that the manifest declares (so ``@nestjs/core`` beats
 ``express``, ``next`` beats ``react``). Dependencies: sorted, de-duplicated service kinds.
-Health endpoints: quoted route paths in source files (``"/healthz"``, ``'/api/health'``, ``"/ready"``…),
-taken literally; Spring Boot's actuator probes when ``spring-boot-starter-actuator`` is declared.
+Health endpoints: only routes the framework really serves with GET, from the route finder
+(:mod:`cli.analyzer.routes`), chosen by :mod:`cli.analyzer.probes`; never a quoted string that merely looks
+like a path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.analyzer.model import CodeInfo
+from cli.analyzer.probes import choose
+from cli.analyzer.routes import Route, find_routes, finder_for
 from cli.analyzer.walk import read_text, source_files
 
 SOURCE_EXTENSIONS = frozenset(
@@ -137,17 +140,6 @@ _DOTNET_DEPS = {
     "Microsoft.EntityFrameworkCore.SqlServer": "sqlserver",
 }
 
-_ROUTE_RE = re.compile(
-    r"""["'`](/(?:api/)?(?:v\d+/)?(?:_?health(?:z|check)?(?:/(?:live|liveness|ready|readiness))?|readyz?|readiness"""
-    r"""|livez?|liveness|ping|actuator/health(?:/liveness|/readiness)?))["'`]"""
-)
-# Django's urlpatterns name routes without the leading slash (and usually with a trailing one):
-# path("healthz/", ...), re_path(r"^ready/?$", ...). The probe path is the URL Django serves: "/healthz/".
-_DJANGO_ROUTE_RE = re.compile(
-    r"""\b(?:re_)?path\(\s*r?["']\^?((?:api/)?(?:v\d+/)?(?:_?health(?:z|check)?|readyz?|readiness|livez?"""
-    r"""|liveness|ping)/?)\??\$?["']"""
-)
-_METRICS_RE = re.compile(r"""["'`](/metrics)["'`]""")
 _PY_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -265,31 +257,25 @@ def _detect(root: Path) -> tuple[str, str, str, list[str], set[str]]:
     return "unknown", "", "", [], set()
 
 
-def _pick_health(paths: list[str]) -> tuple[str, str]:
-    """(liveness, readiness) among the route paths found."""
-    uniq = list(dict.fromkeys(paths))
-    ready = next((p for p in uniq if "ready" in p or "readiness" in p), "")
-    live = (
-        next((p for p in uniq if "live" in p or "healthz" in p), "")
-        or next((p for p in uniq if "health" in p), "")
-        or next((p for p in uniq if p.endswith("/ping")), "")
-    )
-    return live or ready, ready
-
-
-def analyze_code(root: Path, *, on_unreadable: Callable[[Path, str], None]) -> CodeInfo:
-    language, framework, manifest, deps, declared = _detect(root)
+def analyze_code(root: Path, *, on_unreadable: Callable[[Path, str], None], prefix: str = "") -> CodeInfo:
+    """``prefix``: ``root`` relative to the app directory (a compose build context), put in front of the
+    origins so that they name files from the app directory."""
+    language, framework, manifest, deps, _declared = _detect(root)
     info = CodeInfo(language=language, framework=framework, manifest=manifest, dependencies=deps)
-    routes: list[str] = []
-    for _path, text in source_files(root, extensions=SOURCE_EXTENSIONS, on_unreadable=on_unreadable):
+    for _path, _text in source_files(root, extensions=SOURCE_EXTENSIONS, on_unreadable=on_unreadable):
         info.files_scanned += 1
-        routes.extend(m.group(1) for m in _ROUTE_RE.finditer(text))
-        if framework == "django":
-            routes.extend("/" + m.group(1) for m in _DJANGO_ROUTE_RE.finditer(text))
-        if not info.metrics_path and _METRICS_RE.search(text):
-            info.metrics_path = "/metrics"
-    if framework == "spring-boot" and any("actuator" in d for d in declared):
-        routes += ["/actuator/health/liveness", "/actuator/health/readiness"]
-    info.routes = sorted(set(routes))
-    info.health_path, info.readiness_path = _pick_health(sorted(set(routes), key=lambda r: (len(r), r)))
+    info.route_finder = finder_for(framework, language=language) or ""
+    routes = find_routes(root, framework, language=language, on_unreadable=on_unreadable)
+    info.routes = [f"{r.method} {r.path}" for r in routes]
+    if any(r.path == "/metrics" and r.serves_get for r in routes):
+        info.metrics_path = "/metrics"
+    chosen = choose(routes)
+
+    def origin(r: Route) -> str:
+        return f"{prefix.rstrip('/')}/{r.where}" if prefix and prefix != "." else r.where
+
+    if chosen.liveness is not None:
+        info.health_path, info.health_origin = chosen.liveness.path, origin(chosen.liveness)
+    if chosen.readiness is not None:
+        info.readiness_path, info.readiness_origin = chosen.readiness.path, origin(chosen.readiness)
     return info

@@ -114,6 +114,31 @@ def _healthcheck(raw: Any) -> HealthCheck | None:
     return hc
 
 
+def _healthcheck_lines(text: str) -> dict[str, int]:
+    """Service name → the 1-based line of its ``healthcheck:`` key (for the probe report's file:line)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return {}
+    out: dict[str, int] = {}
+
+    def value(node: yaml.Node | None, key: str) -> tuple[yaml.Node | None, int]:
+        if not isinstance(node, yaml.MappingNode):
+            return None, 0
+        for k, v in node.value:
+            if getattr(k, "value", None) == key:
+                return v, k.start_mark.line + 1
+        return None, 0
+
+    services, _ = value(root, "services")
+    if isinstance(services, yaml.MappingNode):
+        for k, svc in services.value:
+            _, line = value(svc, "healthcheck")
+            if line:
+                out[str(k.value)] = line
+    return out
+
+
 def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
     try:
         doc = yaml.safe_load(text)
@@ -155,6 +180,10 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
                 healthcheck=_healthcheck(s.get("healthcheck")),
             )
         )
+    lines = _healthcheck_lines(text)
+    for svc in services:
+        if svc.healthcheck is not None and svc.name in lines:
+            svc.healthcheck.origin = f"{path}:{lines[svc.name]}"
     info = ComposeInfo(path=path, services=services)
     built = [s for s in services if s.build]
     depended = {d for s in services for d in s.depends_on}

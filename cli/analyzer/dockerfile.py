@@ -14,6 +14,7 @@ from dockerfile_parse import DockerfileParser
 from dockerfile_parse.util import WordSplitter, extract_key_values
 
 from cli.analyzer.model import DockerfileInfo, EnvVar, HealthCheck
+from cli.errors import InputError
 
 DOCKERFILE_NAMES = ("Dockerfile", "dockerfile", "Dockerfile.prod", "Dockerfile.production")
 _PORT_RE = re.compile(r"^(\d+)(?:-\d+)?(?:/(tcp|udp|sctp))?$", re.I)
@@ -46,7 +47,9 @@ def healthcheck_from_command(cmd: str) -> HealthCheck | None:
     return HealthCheck(path=m.group(2) or "/", port=int(m.group(1) or 0))
 
 
-def parse_dockerfile(text: str, *, path: str = "Dockerfile") -> DockerfileInfo:
+def parse_dockerfile(text: str, *, path: str = "Dockerfile", shown: str = "") -> DockerfileInfo:
+    """``path``: as recorded in the analysis (relative to the app); ``shown``: as error messages name the
+    file (default ``path``)."""
     parser = DockerfileParser(fileobj=io.BytesIO(text.encode()), env_replace=True)
     structure = parser.structure
     contexts = parser.context_structure
@@ -102,7 +105,14 @@ def parse_dockerfile(text: str, *, path: str = "Dockerfile") -> DockerfileInfo:
                 hc = healthcheck_from_command(" ".join(_exec_form(body)) if body.startswith("[") else body)
                 if hc is not None:
                     hc.source = "dockerfile"
+                    hc.origin = f"{path}:{ins['startline'] + 1}"
                 info.healthcheck = hc
+    if not in_stage:
+        raise InputError(
+            f"{shown or path}: no FROM instruction — a Dockerfile names its base image with FROM <image> "
+            "before any "
+            "other instruction (is this file a Dockerfile?)"
+        )
     info.env_vars = sorted(stage_envs, key=lambda e: e.name)
     info.labels = dict(sorted(info.labels.items()))
     info.args = dict(sorted(info.args.items()))

@@ -22,6 +22,8 @@ class HealthCheck(_M, kw_only=True):
     initial_delay_seconds: int = 0
     period_seconds: int = 0
     source: str = ""  # code | dockerfile | compose | framework | config
+    origin: str = ""  # where the liveness path was found: "app/health.py:12", "Dockerfile:9", ".dorgu.yaml"
+    readiness_origin: str = ""  # the same for the readiness path
 
 
 class EnvVar(_M, kw_only=True):
@@ -87,8 +89,11 @@ class CodeInfo(_M, kw_only=True):
     dependencies: list[str] = msgspec.field(default_factory=list)
     health_path: str = ""
     readiness_path: str = ""
+    health_origin: str = ""  # file:line (relative to the app directory) of the route health_path comes from
+    readiness_origin: str = ""  # the same for readiness_path
     metrics_path: str = ""
-    routes: list[str] = msgspec.field(default_factory=list)
+    routes: list[str] = msgspec.field(default_factory=list)  # "GET /api/health" … : what the app serves
+    route_finder: str = ""  # the finder that read the routes (cli.analyzer.routes.FINDERS); "": none
     files_scanned: int = 0
 
 

@@ -53,11 +53,13 @@ def source_files(
 
 
 def read_text(path: Path, *, what: str) -> str | None:
-    """A key file's text; ``None`` if absent. Unreadable → :class:`~cli.errors.InputError`."""
+    """A key file's text; ``None`` if absent. Unreadable, or larger than
+    :data:`cli.inputfile.MAX_INPUT_BYTES` → :class:`~cli.errors.InputError`."""
     from cli.errors import InputError
+    from cli.inputfile import read_bounded
 
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, what=what)
     except FileNotFoundError:
         return None
     except IsADirectoryError:

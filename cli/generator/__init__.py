@@ -4,6 +4,9 @@ Order and layout (``--output``, default ``./k8s``; ``../`` paths are siblings of
 
     deployment.yaml, service.yaml*, ingress.yaml*, hpa.yaml, argocd/application.yaml,
     ../.github/workflows/deploy.yaml, ../PERSONA.md, persona.yaml        (* only when the app has ports)
+
+Every file starts with a checksum header (:mod:`cli.generator.stamp`), so that a later run can tell dorgu's
+untouched files from edited ones.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from cli.generator import docs, manifests
 from cli.generator.context import GenContext, hpa_api_version
 from cli.generator.persona import build_persona, persona_yaml
+from cli.generator.stamp import stamp
 from cli.generator.yamlio import dump
 
 __all__ = [
@@ -49,4 +53,4 @@ def generate_files(
     if not skip_persona:
         files.append(GeneratedFile("../PERSONA.md", docs.persona_md(ctx)))
         files.append(GeneratedFile("persona.yaml", persona_yaml(build_persona(ctx))))
-    return files
+    return [GeneratedFile(f.path, stamp(f.path, f.content)) for f in files]
