@@ -28,7 +28,7 @@ Options:
   --webhook-ip-addresses=LIST   IP addresses for the webhook's serving certificate (comma-separated).
   --websocket-addr=ADDR         The WebSocket server, host:port (":9090": all addresses) (default: :9090).
   --ws-auth=MODE                WebSocket clients: token (TokenReview + SubjectAccessReview) or none (local
-                                development only) (default: token).
+                                development only; needs a loopback --websocket-addr) (default: token).
   --component-options=JSON      More options, a JSON object (tuning and tests, e.g. {"lease_duration_s":
                                 15}). Each component gets the keys its settings struct has
                                 (controllers.settings, webhook.settings, webhook.ws.settings); a key no

@@ -55,6 +55,13 @@ def child_settings(name: str, options: dict[str, Any]) -> Any:
          ["webhook", "webhook_mode must be advisory or enforcing"]),
         (["--components=websocket", '--component-options={"ws_auth": "basic"}'],
          ["websocket", "ws_auth must be token or none"]),
+        # issue 17, item 2: no authentication is for a loopback listener only.
+        (["--components=websocket", "--ws-auth=none"],
+         ["websocket", "ws_auth none needs a loopback listener", "'0.0.0.0'"]),
+        (["--components=websocket", "--ws-auth=none", "--websocket-addr=10.0.0.7:9090"],
+         ["websocket", "ws_auth none needs a loopback listener", "'10.0.0.7'"]),
+        (["--components=websocket", '--component-options={"ws_auth": "none", "ws_host": "dorgu.example"}'],
+         ["websocket", "ws_auth none needs a loopback listener", "'dorgu.example'"]),
     ],
 )  # fmt: skip
 def test_a_bad_option_is_a_usage_error_naming_it(
@@ -174,3 +181,13 @@ def test_checking_options_loads_no_component() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = ["controllers.settings", "webhook.settings", "webhook.ws", "webhook.ws.settings"]
     assert out.stdout.strip() == str(loaded)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.9.9", "::1", "localhost"])
+def test_no_authentication_is_allowed_on_a_loopback_listener(host: str) -> None:
+    """Issue 17, item 2: ``--ws-auth=none`` serves loopback listeners only; settings built directly keep
+    the rule too."""
+    ws = WebSocketSettings.from_options({"ws_auth": "none", "ws_host": host})
+    assert (ws.host, ws.auth) == (host, "none")
+    with pytest.raises(ValueError, match="loopback"):
+        WebSocketSettings(auth="none", host="0.0.0.0")

@@ -56,7 +56,7 @@ from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
 from webhook.ws.auth import Authenticator, AuthSettings, RateLimited, Unauthenticated, User
 from webhook.ws.hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
-from webhook.ws.settings import WebSocketOptions
+from webhook.ws.settings import WebSocketOptions, is_loopback
 
 log = logging.getLogger("dorgu.websocket")
 
@@ -93,6 +93,11 @@ class WebSocketSettings:
     """Failed authentications one source may have in a burst before it gets HTTP 429."""
     auth_fail_per_s: float = 0.5
     """Rate at which a source's failure allowance refills (failures per second)."""
+
+    def __post_init__(self) -> None:
+        # The rule of WebSocketOptions, kept for settings built directly (bench, tests): no open listener.
+        if self.auth == "none" and not is_loopback(self.host):
+            raise ValueError(f"auth 'none' needs a loopback listener, not {self.host!r}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> WebSocketSettings:

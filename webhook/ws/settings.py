@@ -9,9 +9,21 @@ the supervisor process can check options without loading the WebSocket server.
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
 
 AUTH_MODES = ("token", "none")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -25,7 +37,8 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ws_port: int = 9090
     """Port to listen on, unless ``websocket_addr`` names one."""
     ws_auth: str = "token"
-    """``token`` (TokenReview + SubjectAccessReview) or ``none`` (local development only; ``--ws-auth``)."""
+    """``token`` (TokenReview + SubjectAccessReview) or ``none`` (local development only; ``--ws-auth``):
+    ``none`` is refused unless the listener is loopback (``127.0.0.1``, ``::1``, ``localhost``)."""
     ws_heartbeat_s: float = 30.0
     """Ping interval; a peer silent for half of it after a ping is disconnected."""
     ws_tls_cert_file: str | None = None
@@ -60,6 +73,12 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             raise ValueError(f"ws_auth_fail_per_s must be positive, not {self.ws_auth_fail_per_s}")
         if self.websocket_addr and not self.websocket_addr.rpartition(":")[2].isdigit():
             raise ValueError(f"websocket_addr must be host:port or :port, not {self.websocket_addr!r}")
+        # Without authentication anyone who reaches the port reads every namespace: loopback only.
+        if self.ws_auth == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f"ws_auth none needs a loopback listener (e.g. --websocket-addr=127.0.0.1:{self.port}), "
+                f"not {self.host!r}: without authentication anyone who reaches the port reads every namespace"
+            )
 
     @property
     def host(self) -> str:
