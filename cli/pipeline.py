@@ -13,7 +13,7 @@ from cli.analyzer.model import AppAnalysis
 from cli.errors import InputError
 from cli.generator import GenContext
 from cli.output import Output, warn
-from cli.settings import Configs, first, load_all
+from cli.settings import Configs, first, load_all, workspace_warning
 from cli.spinner import Spinner
 
 
@@ -34,6 +34,8 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
     configs = load_all(app_dir, config_flag=args.get("--config"))
     if configs.workspace_path is not None:
         print(f"Using config file: {configs.workspace_path}", file=out.err)
+    if configs.workspace_ignored:
+        warn(workspace_warning(configs.workspace_path, configs.workspace_ignored))
     g, ws = configs.global_, configs.workspace
     provider_name = first(args.get("--llm-provider"), ws.llm.provider, g.llm.provider, "")
     provider = None
@@ -42,7 +44,7 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
             provider_name,
             api_key=g.llm.api_key,
             model=first(ws.llm.model, g.llm.model, ""),
-            base_url=first(ws.llm.base_url, g.llm.base_url, ""),
+            base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
         )
     spinner.start()
     analysis = analyze(app_dir, app_config=configs.app, provider=provider, warn=warn)
