@@ -16,6 +16,10 @@ server keeps:
   ``unknown_message_type`` for an unknown ``type``) and the connection stays open.
 * Messages of one connection are handled in arrival order; replies and events share the connection's
   bounded queue (:mod:`webhook.ws.hub`), so a reply is never overtaken by an event queued after it.
+* **A client that does not read is not read either.** Before reading the next message the read loop waits
+  until the connection's queue holds fewer than ``max_buffered_bytes`` (:meth:`Connection.room`): the
+  replies to a client that sends requests and never reads stop growing at that cap, and its requests wait
+  in the socket buffers (aiohttp stops reading the socket once 64 KiB are unread).
 * Every ``error`` echoes the ``requestId`` of the message it answers.
 * **Access is re-checked.** Every ``reauth_interval_s`` each subscription of a connection is checked again:
   its token (TokenReview) and its topic's SubjectAccessReviews, through the authenticator's caches (so a
@@ -112,7 +116,11 @@ class WebSocketSettings:
             heartbeat_s=o.ws_heartbeat_s,
             tls_cert_file=o.ws_tls_cert_file,
             tls_key_file=o.ws_tls_key_file,
-            hub=HubSettings(ring_size=o.ws_ring_size, queue_size=o.ws_queue_size),
+            hub=HubSettings(
+                ring_size=o.ws_ring_size,
+                queue_size=o.ws_queue_size,
+                max_buffered_bytes=o.ws_max_buffered_bytes,
+            ),
             auth_cache_ttl_s=o.ws_auth_cache_ttl_s,
             reauth_interval_s=o.ws_reauth_interval_s,
             auth_negative_ttl_s=o.ws_auth_negative_ttl_s,
@@ -426,12 +434,19 @@ class WebSocketServer:
 
         def writer_done(t: asyncio.Task[None]) -> None:
             if not t.cancelled() and t.exception() is not None:  # a failed send ends the connection
+                conn.close()  # releases a read loop waiting for room
                 closers.add(asyncio.ensure_future(ws.close()))
 
         writer.add_done_callback(writer_done)
         reauth = asyncio.create_task(self._reauthorize(conn, session))
         try:
-            async for msg in ws:
+            while True:
+                await conn.room()  # the brake: no reading while the client's replies are not taken
+                if conn.closed:
+                    break
+                msg = await ws.receive()
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self.handle(
                         conn,

@@ -49,6 +49,9 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     """Changes kept per topic for resume."""
     ws_queue_size: int = 1024
     """Frames queued per connection before it is declared lagging and resynced."""
+    ws_max_buffered_bytes: int = 8 * 1024 * 1024
+    """Bytes queued per connection: a change beyond it resyncs the connection (``lagging``); at it, the
+    server stops reading the connection's requests until the client has taken its replies."""
     ws_auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused (0: not at all)."""
     ws_reauth_interval_s: float = 60.0
@@ -67,6 +70,10 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             raise ValueError(f"ws_auth must be token or none, not {self.ws_auth!r}")
         if self.ws_reauth_interval_s <= 0:
             raise ValueError(f"ws_reauth_interval_s must be positive, not {self.ws_reauth_interval_s}")
+        if self.ws_max_buffered_bytes < 64 * 1024:
+            raise ValueError(
+                f"ws_max_buffered_bytes must be at least 65536, not {self.ws_max_buffered_bytes}"
+            )
         if self.ws_auth_fail_burst < 1:
             raise ValueError(f"ws_auth_fail_burst must be at least 1, not {self.ws_auth_fail_burst}")
         if self.ws_auth_fail_per_s <= 0:
