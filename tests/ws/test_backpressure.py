@@ -7,21 +7,17 @@ long ``requestId`` (every reply echoes it, so each reply is ~4 KiB) and never re
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import msgspec
 import pytest
 
 from dorgu.envtest import ControlPlane
-from dorgu.runtime.manager import Manager
-from tests.runtime.kit import LoopThread, wait_until
 from tests.ws import raw
-from tests.ws.kit import free_port
+from tests.ws.kit import InProcess, in_process
 from webhook.ws.hub import HubSettings
-from webhook.ws.server import WebSocketServer, WebSocketSettings
+from webhook.ws.server import WebSocketSettings
 
 CAP = 256 * 1024
 """The server's ``max_buffered_bytes`` here: small, so a few hundred unread replies would pass it."""
@@ -30,40 +26,13 @@ SEND_BYTES = 24 * 1024 * 1024
 REQUEST_ID = "r" * 4000
 
 
-@dataclass
-class InProcess:
-    lt: LoopThread
-    server: WebSocketServer
-    port: int
-
-
 @pytest.fixture(scope="module")
 def ws_server(control_plane: ControlPlane) -> Iterator[InProcess]:
-    lt = LoopThread()
-    port = free_port()
-    stop = asyncio.Event()
-    holder: dict[str, object] = {}
-
-    async def start() -> None:
-        manager = Manager(connection=control_plane.connection(user_agent="ws-backpressure"))
-        settings = WebSocketSettings(
-            host="127.0.0.1", port=port, auth="none", heartbeat_s=600.0,
-            hub=HubSettings(max_buffered_bytes=CAP),
-        )  # fmt: skip
-        holder["server"] = WebSocketServer(manager, settings)
-        holder["task"] = asyncio.create_task(manager.run(stop))
-
-    lt.run(start())
-    server = holder["server"]
-    assert isinstance(server, WebSocketServer)
-    wait_until(
-        lambda: server.listening.is_set() and server.personas.has_synced(), what="the server to listen"
+    settings = WebSocketSettings(
+        host="127.0.0.1", port=0, auth="none", heartbeat_s=600.0, hub=HubSettings(max_buffered_bytes=CAP)
     )
-    try:
-        yield InProcess(lt=lt, server=server, port=port)
-    finally:
-        lt.loop.call_soon_threadsafe(stop.set)
-        lt.close()
+    with in_process(control_plane, settings) as served:
+        yield served
 
 
 def test_a_client_that_never_reads_is_held_to_the_byte_cap(ws_server: InProcess) -> None:

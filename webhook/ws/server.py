@@ -10,6 +10,8 @@ server keeps:
   token, 429 with ``Retry-After`` when its address failed to authenticate too often — see
   :mod:`webhook.ws.auth`), ``/health`` → ``ok`` for any method, anything else 404.
 * Heartbeat: a ping every ``heartbeat_s``; a peer that does not answer within half of that is dropped.
+* The listener bounds the time to send the upgrade request (TLS handshake included) and the number of
+  connections (:mod:`webhook.listener`, ``limits``).
 * Inbound messages over 512 KiB close the connection with 1009; WebSocket protocol violations close it with
   1002 (aiohttp); a message that does not decode — deep nesting included (decoding depth is bounded, see
   :meth:`dorgu.domain.protocol.Codec.decode`) — gets an ``error`` (``invalid_message``, or
@@ -58,6 +60,7 @@ from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import EVENTS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
+from webhook.listener import BoundedListener, ListenerLimits, bound_socket
 from webhook.ws.auth import Authenticator, AuthSettings, RateLimited, Unauthenticated, User
 from webhook.ws.hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
 from webhook.ws.settings import WebSocketOptions, is_loopback
@@ -97,6 +100,8 @@ class WebSocketSettings:
     """Failed authentications one source may have in a burst before it gets HTTP 429."""
     auth_fail_per_s: float = 0.5
     """Rate at which a source's failure allowance refills (failures per second)."""
+    limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=1024))
+    """Header and body timeouts and the connection limit of the listener."""
 
     def __post_init__(self) -> None:
         # The rule of WebSocketOptions, kept for settings built directly (bench, tests): no open listener.
@@ -126,6 +131,11 @@ class WebSocketSettings:
             auth_negative_ttl_s=o.ws_auth_negative_ttl_s,
             auth_fail_burst=o.ws_auth_fail_burst,
             auth_fail_per_s=o.ws_auth_fail_per_s,
+            limits=ListenerLimits(
+                header_timeout_s=o.ws_header_timeout_s,
+                body_timeout_s=o.ws_body_timeout_s,
+                max_connections=o.ws_max_connections,
+            ),
         )
 
 
@@ -320,6 +330,7 @@ class WebSocketServer:
         """The port listened on (when ``settings.port`` is 0, the one the OS chose)."""
         self.listening = asyncio.Event()
         """Set once the server listens."""
+        self.listener = BoundedListener(settings.limits, clock=manager.clock, name="websocket")
         manager.add_runnable(self.serve, group=RunnableGroup.SERVERS, ready=self.listening, name="websocket")
 
     def _topic(self, name: str, inf: Informer[Any], state: Any, flt: Any) -> Topic:
@@ -387,7 +398,7 @@ class WebSocketServer:
     # -- HTTP -----------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=p.MAX_MESSAGE_BYTES)
+        app = web.Application(client_max_size=p.MAX_MESSAGE_BYTES, middlewares=[self.listener.middleware])
         app.router.add_get("/ws", self._ws)
         app.router.add_route("*", "/health", self._health)
         return app
@@ -726,11 +737,9 @@ class WebSocketServer:
         runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.s.host, self.s.port, ssl_context=self.ssl_context())
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else self.s.port
+            sock = bound_socket(self.s.host, self.s.port)
+            self.port = int(sock.getsockname()[1])
+            await self.listener.start(runner, sock, self.ssl_context())
             self.listening.set()
             log.info(
                 "serving websocket",
@@ -739,6 +748,7 @@ class WebSocketServer:
             )  # fmt: skip
             await asyncio.Event().wait()  # serve until cancelled
         finally:
+            await self.listener.stop()
             for c in list(self.connections):
                 c.close()
             await runner.cleanup()

@@ -52,6 +52,13 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ws_max_buffered_bytes: int = 8 * 1024 * 1024
     """Bytes queued per connection: a change beyond it resyncs the connection (``lagging``); at it, the
     server stops reading the connection's requests until the client has taken its replies."""
+    ws_header_timeout_s: float = 10.0
+    """Time a client has for a complete request head (the upgrade), from accept (TLS handshake included)
+    or from the end of its previous request; then the connection is closed (:mod:`webhook.listener`)."""
+    ws_body_timeout_s: float = 10.0
+    """Time from a request head to the answer for plain HTTP requests (``/health``); upgrades are exempt."""
+    ws_max_connections: int = 1024
+    """Connections open at once (TLS handshakes included); one more is closed at once."""
     ws_auth_cache_ttl_s: float = 30.0
     """How long TokenReview/SubjectAccessReview answers are reused (0: not at all)."""
     ws_reauth_interval_s: float = 60.0
@@ -74,6 +81,10 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
             raise ValueError(
                 f"ws_max_buffered_bytes must be at least 65536, not {self.ws_max_buffered_bytes}"
             )
+        if self.ws_header_timeout_s <= 0 or self.ws_body_timeout_s <= 0:
+            raise ValueError("ws_header_timeout_s and ws_body_timeout_s must be positive")
+        if self.ws_max_connections < 1:
+            raise ValueError(f"ws_max_connections must be at least 1, not {self.ws_max_connections}")
         if self.ws_auth_fail_burst < 1:
             raise ValueError(f"ws_auth_fail_burst must be at least 1, not {self.ws_auth_fail_burst}")
         if self.ws_auth_fail_per_s <= 0:
