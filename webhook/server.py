@@ -77,6 +77,8 @@ class WebhookSettings:
     """Name of the certificate Secret."""
     dns_names: tuple[str, ...] = ()
     """Extra DNS names for the serving certificate (the Service's four names are always included)."""
+    also_serves: tuple[str, ...] = ("dorgu-websocket",)
+    """Further Services whose four DNS names the certificate covers (the WebSocket's: same pair)."""
     ip_addresses: tuple[str, ...] = ()
     """IP addresses for the serving certificate (local runs: ``127.0.0.1``)."""
     cluster_domain: str = "cluster.local"
@@ -100,8 +102,12 @@ class WebhookSettings:
 
     @property
     def service_dns_names(self) -> tuple[str, ...]:
-        svc, ns = self.configuration.service_name, self.namespace
-        names = (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}")
+        ns = self.namespace
+        names = [
+            name
+            for svc in (self.configuration.service_name, *self.also_serves)
+            for name in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}")
+        ]
         return tuple(dict.fromkeys((*names, *self.dns_names)))
 
 
@@ -137,6 +143,7 @@ def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
         namespace=namespace,
         secret_name=o.webhook_secret_name,
         dns_names=names(o.webhook_dns_names),
+        also_serves=names(o.webhook_also_serves),
         ip_addresses=names(o.webhook_ip_addresses),
         cluster_domain=o.webhook_cluster_domain,
         configuration=configuration,

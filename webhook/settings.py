@@ -40,6 +40,9 @@ class WebhookOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """The Service's port."""
     webhook_url: str | None = None
     """Have the API server call this URL instead of the Service (``--webhook-url``)."""
+    webhook_also_serves: str | tuple[str, ...] = ("dorgu-websocket",)
+    """Further Services of the namespace whose DNS names the serving certificate covers (a list, or one
+    comma-separated string): the WebSocket server serves the same pair (``ws_tls``)."""
     webhook_dns_names: str | tuple[str, ...] = ()
     """Extra DNS names for the serving certificate: a list, or one comma-separated string."""
     webhook_ip_addresses: str | tuple[str, ...] = ()

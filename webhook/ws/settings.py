@@ -14,6 +14,7 @@ import ipaddress
 import msgspec
 
 AUTH_MODES = ("token", "none")
+TLS_MODES = ("auto", "secret", "off")
 
 
 def is_loopback(host: str) -> bool:
@@ -41,10 +42,25 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ``none`` is refused unless the listener is loopback (``127.0.0.1``, ``::1``, ``localhost``)."""
     ws_heartbeat_s: float = 30.0
     """Ping interval; a peer silent for half of it after a ping is disconnected."""
+    ws_tls: str = "auto"
+    """``auto``: ``wss://`` unless the listener is loopback; ``secret``: ``wss://`` always; ``off``: plain
+    ``ws://`` (behind a TLS-terminating proxy only). ``wss://`` serves the pair of the certificate Secret
+    (``ws_tls_secret_name``), which the webhook component issues and rotates — unless ``ws_tls_cert_file``
+    names files."""
+    ws_tls_secret_name: str = "dorgu-webhook-certs"
+    """The certificate Secret whose ``tls.crt``/``tls.key`` are served (reloaded when it changes)."""
+    ws_tls_secret_namespace: str | None = None
+    """Its namespace (None or empty: ``lease_namespace``)."""
+    lease_namespace: str | None = None
+    """The operator's namespace, as ``dorgu operator`` resolves it (None or empty: ``dorgu-system``)."""
     ws_tls_cert_file: str | None = None
-    """PEM serving certificate; None: plain ``ws://``."""
+    """PEM serving certificate file (instead of the Secret's)."""
     ws_tls_key_file: str | None = None
     """PEM private key of ``ws_tls_cert_file``."""
+    ws_token_audiences: str | tuple[str, ...] = ()
+    """Audiences a token must be issued for (TokenReview ``spec.audiences``; a list, or one comma-separated
+    string), e.g. ``dorgu`` for tokens from ``kubectl create token SA --audience dorgu``; empty: any token the
+    API server accepts (its own audience included)."""
     ws_ring_size: int = 4096
     """Changes kept per topic for resume."""
     ws_queue_size: int = 1024
@@ -75,6 +91,8 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         # msgspec reports a ValueError raised here as a ValidationError; the message names the key.
         if self.ws_auth not in AUTH_MODES:
             raise ValueError(f"ws_auth must be token or none, not {self.ws_auth!r}")
+        if self.ws_tls not in TLS_MODES:
+            raise ValueError(f"ws_tls must be auto, secret or off, not {self.ws_tls!r}")
         if self.ws_reauth_interval_s <= 0:
             raise ValueError(f"ws_reauth_interval_s must be positive, not {self.ws_reauth_interval_s}")
         if self.ws_max_buffered_bytes < 64 * 1024:
@@ -97,6 +115,13 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
                 f"ws_auth none needs a loopback listener (e.g. --websocket-addr=127.0.0.1:{self.port}), "
                 f"not {self.host!r}: without authentication anyone who reaches the port reads every namespace"
             )
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """``ws_token_audiences`` as a tuple (a comma-separated string split, blanks dropped)."""
+        v = self.ws_token_audiences
+        items = v.split(",") if isinstance(v, str) else v
+        return tuple(a.strip() for a in items if a.strip())
 
     @property
     def host(self) -> str:
