@@ -830,11 +830,14 @@ class WebSocketServer:
             log.warning(
                 "serving plain ws:// on %r: bearer tokens cross the network in cleartext", self.s.host
             )
-        ctx = await self._secret_context() if mode == "secret" else self.ssl_context()
-        keeper = asyncio.create_task(self._keep_certificate()) if mode == "secret" else None
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await runner.setup()
+        keeper: asyncio.Task[None] | None = None
+        runner: web.AppRunner | None = None
         try:
+            ctx = await self._secret_context() if mode == "secret" else self.ssl_context()
+            if mode == "secret":
+                keeper = asyncio.create_task(self._keep_certificate())
+            runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+            await runner.setup()
             sock = bound_socket(self.s.host, self.s.port)
             self.port = int(sock.getsockname()[1])
             await self.listener.start(runner, sock, ctx)
@@ -849,12 +852,14 @@ class WebSocketServer:
                 keeper.cancel()
                 with contextlib.suppress(BaseException):
                     await keeper
-            if self.tls is not None:
-                self.tls.close()
             await self.listener.stop()
             for c in list(self.connections):
                 c.close()
-            await runner.cleanup()
+            if runner is not None:
+                await runner.cleanup()
+            if self.tls is not None:
+                self.tls.close()  # the pair's temporary files (the live context needs them no more)
+                self.tls = None
 
 
 _TYPES = ("subscribe", "unsubscribe", "request", "response", "event", "error")
