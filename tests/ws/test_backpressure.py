@@ -72,5 +72,6 @@ def test_a_client_that_never_reads_is_held_to_the_byte_cap(ws_server: InProcess)
             f"{conn.peak_bytes} bytes queued for a client that never reads (cap {CAP}); {sent} bytes sent"
         )
         assert sent < SEND_BYTES, "the server read everything a client that never reads sent"
+        print(f"\npeak queued for the client: {conn.peak_bytes} bytes (cap {CAP}); it sent {sent} bytes")
     finally:
         s.close()
