@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,8 +25,27 @@ T = TypeVar("T")
 FIELD_MANAGER = "dorgu-cli"
 
 
+@functools.cache
+def token_dir() -> Path:
+    """Where this process keeps an exec-plugin token: ``$XDG_RUNTIME_DIR/dorgu-cli`` when the runtime
+    directory is this user's own (mode 0700), else a fresh ``mkdtemp`` directory removed at exit — never a
+    predictable name in a shared ``/tmp`` that another user could create first. Either is checked by
+    :func:`~dorgu.runtime.kubeconfig.private_dir` (owner, mode 0700, not a symlink)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime):
+        try:
+            st = os.lstat(runtime)
+        except OSError:
+            st = None
+        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return Path(runtime) / "dorgu-cli"
+    made = Path(tempfile.mkdtemp(prefix="dorgu-cli-"))
+    atexit.register(shutil.rmtree, made, True)
+    return made
+
+
 def connection(*, kubeconfig: str | None, context: str | None) -> ConnectionSettings:
-    run_dir = Path(tempfile.gettempdir()) / f"dorgu-cli-{os.getuid()}"
+    run_dir = token_dir()
     try:
         return resolve(
             kubeconfig=kubeconfig, context=context, run_dir=run_dir, user_agent="dorgu-cli"

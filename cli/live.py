@@ -26,9 +26,15 @@ Options:
                             config; else the kubeconfig's).
   --kubeconfig=FILE         Kubeconfig to take the token from (default: $KUBECONFIG or ~/.kube/config).
   --context=NAME            Kubeconfig context.
-  --ca-file=FILE            CA bundle for a wss:// operator.
+  --operator-ca=FILE        CA bundle for a wss:// operator (also: --ca-file, DORGU_OPERATOR_CA, else
+                            $XDG_CONFIG_HOME/dorgu/operator-ca.crt when it exists; else the system's).
+  --ca-file=FILE            Same as --operator-ca.
+  --tls-server-name=NAME    The name the operator's certificate must carry when the URL's host differs
+                            (kubectl port-forward: dorgu-websocket.dorgu-system.svc).
   --insecure-skip-tls-verify
                             Do not verify a wss:// operator's certificate.
+  --insecure-cleartext      Send the token over plain ws:// to an address that is not loopback (refused
+                            otherwise: anyone on the path could read it).
   --json-frames             Speak JSON text frames instead of msgpack (what a client that offers no
                             subprotocol gets).
   --timeout=SEC             Request timeout in seconds [default: 30].
@@ -37,7 +43,7 @@ Options:
   -h --help                 Show this help.
 
 Exit codes: 0 success (a watch ended with Ctrl-C included), 1 the operator cannot be reached or answered
-with an error, 2 bad flags.
+with an error, 2 bad flags (a token for a non-loopback ws:// URL without --insecure-cleartext included).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import json
 import os
 import signal
 import sys
+import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -57,9 +64,10 @@ from docopt import docopt
 
 from cli.errors import Failure, InputError
 from cli.output import Output
-from cli.settings import GlobalOperator, load_global
+from cli.settings import GlobalOperator, global_config_path, load_global
 from cli.ws_client import ConnectError, Follower, OperatorConnection, RemoteError, WsClientSettings
 from dorgu.domain import protocol as p
+from webhook.ws.settings import is_loopback
 
 DEFAULT_URL = "ws://localhost:9090/ws"
 FORMATS = ("table", "json", "yaml")
@@ -95,9 +103,35 @@ def _kube_token(kubeconfig: str | None, context: str | None) -> str | None:
     return None
 
 
+def operator_ca(args: dict[str, Any]) -> str | None:
+    """The CA bundle for a ``wss://`` operator: --operator-ca / --ca-file > DORGU_OPERATOR_CA > the
+    documented place ``operator-ca.crt`` beside the global config (when it exists) > None (the system's)."""
+    given = args.get("--operator-ca") or args.get("--ca-file") or os.environ.get("DORGU_OPERATOR_CA")
+    if given:
+        if not os.path.isfile(given):
+            raise InputError(f"--operator-ca: no CA bundle at {given}")
+        return str(given)
+    default = global_config_path().with_name("operator-ca.crt")
+    return str(default) if default.is_file() else None
+
+
+def _cleartext_check(url: str, token: str | None, *, allowed: bool) -> None:
+    """A bearer token goes over plain ws:// only to this machine, unless the user says otherwise."""
+    if token is None or allowed or not url.startswith("ws://"):
+        return
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if not is_loopback(host):
+        raise InputError(
+            f"refusing to send a bearer token in cleartext to {url}: use wss:// (the operator serves it by "
+            "default; --operator-ca FILE names its CA), or pass --insecure-cleartext if every network "
+            "between here and there is trusted"
+        )
+
+
 def client_settings(args: dict[str, Any]) -> WsClientSettings:
     """Operator URL: flag > DORGU_OPERATOR_URL > global config ``operator.url`` > ws://localhost:9090/ws.
-    Token: flag > DORGU_OPERATOR_TOKEN > global config ``operator.token`` > the kubeconfig's."""
+    Token: flag > DORGU_OPERATOR_TOKEN > global config ``operator.token`` > the kubeconfig's. A token is
+    never sent over plain ``ws://`` to an address that is not loopback unless ``--insecure-cleartext``."""
     op = _global_operator()
     url = args["--operator-url"] or os.environ.get("DORGU_OPERATOR_URL") or op.url or DEFAULT_URL
     if not url.startswith(("ws://", "wss://")):
@@ -105,13 +139,15 @@ def client_settings(args: dict[str, Any]) -> WsClientSettings:
     token = args["--token"] or os.environ.get("DORGU_OPERATOR_TOKEN") or op.token or None
     if token is None:
         token = _kube_token(args["--kubeconfig"], args["--context"])
+    _cleartext_check(url, token, allowed=bool(args.get("--insecure-cleartext")))
     try:
         timeout = float(args["--timeout"])
     except ValueError:
         raise InputError(f"--timeout must be a number of seconds, not {args['--timeout']!r}") from None
     return WsClientSettings(
-        url=url, token=token, msgpack=not args["--json-frames"], ca_file=args["--ca-file"],
+        url=url, token=token, msgpack=not args["--json-frames"], ca_file=operator_ca(args),
         insecure=bool(args["--insecure-skip-tls-verify"]), request_timeout_s=timeout,
+        server_hostname=args.get("--tls-server-name") or None,
     )  # fmt: skip
 
 

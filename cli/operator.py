@@ -28,7 +28,10 @@ Options:
   --webhook-ip-addresses=LIST   IP addresses for the webhook's serving certificate (comma-separated).
   --websocket-addr=ADDR         The WebSocket server, host:port (":9090": all addresses) (default: :9090).
   --ws-auth=MODE                WebSocket clients: token (TokenReview + SubjectAccessReview) or none (local
-                                development only) (default: token).
+                                development only; needs a loopback --websocket-addr) (default: token).
+  --ws-token-audiences=LIST     Audiences a WebSocket client's token must be issued for, comma-separated,
+                                e.g. dorgu (`kubectl create token SA --audience dorgu`); empty: any token
+                                the API server accepts (default: empty).
   --component-options=JSON      More options, a JSON object (tuning and tests, e.g. {"lease_duration_s":
                                 15}). Each component gets the keys its settings struct has
                                 (controllers.settings, webhook.settings, webhook.ws.settings); a key no
@@ -159,6 +162,8 @@ def _flag_options(args: dict[str, Any]) -> dict[str, Any]:
         if ws_auth not in ("token", "none"):
             raise InputError(f"--ws-auth must be token or none, not {ws_auth!r}")
         out["ws_auth"] = ws_auth
+    if args.get("--ws-token-audiences"):
+        out["ws_token_audiences"] = str(args["--ws-token-audiences"])
     return out
 
 

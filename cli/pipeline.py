@@ -14,7 +14,7 @@ from cli.errors import InputError
 from cli.generator import GenContext
 from cli.names import check_label
 from cli.output import Output, warn
-from cli.settings import Configs, first, load_all
+from cli.settings import Configs, first, load_all, workspace_warning
 from cli.spinner import Spinner
 
 
@@ -56,6 +56,8 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
         warn(note)
     if configs.workspace_path is not None:
         print(f"Using config file: {configs.workspace_path}", file=out.err)
+    if configs.workspace_ignored:
+        warn(workspace_warning(configs.workspace_path, configs.workspace_ignored))
     g, ws = configs.global_, configs.workspace
     provider_name = first(args.get("--llm-provider"), ws.llm.provider, g.llm.provider, "")
     provider = None
@@ -64,7 +66,7 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
             provider_name,
             api_key=g.llm.api_key,
             model=first(ws.llm.model, g.llm.model, ""),
-            base_url=first(ws.llm.base_url, g.llm.base_url, ""),
+            base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
         )
     spinner.start()
     analysis = analyze(app_dir, app_config=configs.app, provider=provider, warn=warn)

@@ -14,6 +14,12 @@ Precedence, for every setting more than one source can give (highest first)::
 
     command-line flags > app .dorgu.yaml > workspace .dorgu.yaml > global config > built-in defaults
 
+**A workspace file is not trusted with credentials.** It comes with a cloned repository, so it may choose the
+LLM provider and model (as the Go tool allows) but never where requests go or with which key: its
+``llm.base_url`` and ``llm.api_key`` are ignored with a warning (:data:`WORKSPACE_IGNORED_LLM_KEYS`);
+endpoints and keys come only from the global config, flags or the environment. Otherwise a repository
+could send the user's API key to a URL of its choosing.
+
 A file that cannot be read, is not valid YAML, or has a value of the wrong type is an error naming the file
 and line (exit 2) — never silently ignored. Unknown keys are ignored when reading; ``dorgu config set`` keeps
 them in the global config (a newer dorgu's keys, or the user's own, survive an older one's edit). Keys are
@@ -183,9 +189,20 @@ class WsCI(_Cfg):
 
 
 class WsLLM(_Cfg):
+    """A workspace's ``llm.*``: the provider and model only."""
+
     provider: str = ""
+    """Provider for the analysis (after ``--llm-provider`` and before the global config)."""
     model: str = ""
+    """Model name."""
     base_url: str = ""
+    """Read only to be refused: :func:`load_all` warns and clears it (an endpoint is never a workspace's)."""
+    api_key: str = ""
+    """Read only to be refused: :func:`load_all` warns and clears it (a key is never a workspace's)."""
+
+
+WORKSPACE_IGNORED_LLM_KEYS = ("base_url", "api_key")
+"""``llm.*`` keys a workspace file may not set: where the API key goes, and the key itself."""
 
 
 class WsOrg(_Cfg):
@@ -387,6 +404,8 @@ class Configs:
     app_path: Path | None
     notes: tuple[str, ...] = ()
     """Warnings for the user (a config that could not even be looked for)."""
+    workspace_ignored: tuple[str, ...] = ()
+    """Keys the workspace file set that were ignored (``llm.base_url``, ``llm.api_key``)."""
 
 
 def unreachable(path: Path) -> str | None:
@@ -400,6 +419,21 @@ def unreachable(path: Path) -> str | None:
     except OSError:
         pass
     return None
+
+
+def ignored_workspace_keys(ws: WorkspaceConfig) -> tuple[str, ...]:
+    """The ``llm.*`` keys of :data:`WORKSPACE_IGNORED_LLM_KEYS` that ``ws`` sets."""
+    return tuple(f"llm.{k}" for k in WORKSPACE_IGNORED_LLM_KEYS if getattr(ws.llm, k))
+
+
+def workspace_warning(path: Path | None, ignored: tuple[str, ...]) -> str:
+    """The warning for a workspace file that set endpoint or key settings."""
+    return (
+        f"{path or 'the workspace config'} sets {', '.join(ignored)}; ignored: a workspace file may choose "
+        "the LLM provider and model, but endpoints and keys come only from the global config "
+        "(dorgu config set llm.base_url|llm.api_key), flags or the environment "
+        "(DORGU_LLM_BASE_URL, OPENAI_API_KEY)"
+    )
 
 
 def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
@@ -418,6 +452,9 @@ def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
     ws = (load_yaml_file(ws_path, WorkspaceConfig, what="workspace config") if ws_path else None) or (
         WorkspaceConfig()
     )
+    ignored = ignored_workspace_keys(ws)
+    if ignored:  # cleared here, so no reader of the workspace config can use them
+        ws = msgspec.structs.replace(ws, llm=msgspec.structs.replace(ws.llm, base_url="", api_key=""))
     app = load_yaml_file(app_file, AppConfig, what="app config")
     return Configs(
         global_=g,
@@ -427,6 +464,7 @@ def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
         workspace_path=ws_path,
         app_path=app_file if app is not None else None,
         notes=tuple(notes),
+        workspace_ignored=ignored,
     )
 
 

@@ -65,6 +65,9 @@ class WsClientSettings:
     """PEM CA bundle to verify a ``wss://`` server with (None: the system's)."""
     insecure: bool = False
     """Do not verify a ``wss://`` server's certificate."""
+    server_hostname: str | None = None
+    """The name the ``wss://`` server's certificate must carry, when it differs from the URL's host
+    (through ``kubectl port-forward``: ``dorgu-websocket.dorgu-system.svc``)."""
     connect_timeout_s: float = 10.0
     """Handshake timeout."""
     request_timeout_s: float = 30.0
@@ -115,6 +118,7 @@ class OperatorConnection:
                 heartbeat=30.0,
                 max_msg_size=0,
                 ssl=ssl_ctx,
+                server_hostname=self.s.server_hostname if self.s.url.startswith("wss") else None,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                 autoclose=True,
             )

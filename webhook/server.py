@@ -12,7 +12,8 @@ in order:
 2. Once the caches have synced (the server is in the manager's *others* group, not *servers*: its
    certificate comes from the Secret cache): gets or creates the certificate Secret
    (:mod:`webhook.certificates`), loads the pair, and only then **listens** (aiohttp, TLS ≥ 1.2, HTTP/1.1,
-   ``POST /validate-deployment``, bodies up to 7 MiB as controller-runtime allows, larger ones 413); then
+   ``POST /validate-deployment``, bodies up to 7 MiB as controller-runtime allows, larger ones 413; header
+   and body timeouts and a connection limit: :mod:`webhook.listener`); then
    ensures the ValidatingWebhookConfiguration (:mod:`webhook.configuration`). The replica is ready (the
    manager reports it) once that is done: it listens, with a certificate the API server trusts.
 3. Keeps the certificates: on every change of the Secret (its informer) and whenever a rotation step falls
@@ -29,7 +30,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +50,7 @@ from dorgu.runtime.resource import NAMESPACES, SECRETS
 from webhook.admission import Mode, Reviewer, parse_mode, undecodable_lookup
 from webhook.certificates import CertificateStore, Secret, TlsReloader
 from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
+from webhook.listener import BoundedListener, ListenerLimits, bound_socket
 from webhook.settings import WebhookOptions, names
 
 log = logging.getLogger("dorgu.webhook")
@@ -76,6 +77,8 @@ class WebhookSettings:
     """Name of the certificate Secret."""
     dns_names: tuple[str, ...] = ()
     """Extra DNS names for the serving certificate (the Service's four names are always included)."""
+    also_serves: tuple[str, ...] = ("dorgu-websocket",)
+    """Further Services whose four DNS names the certificate covers (the WebSocket's: same pair)."""
     ip_addresses: tuple[str, ...] = ()
     """IP addresses for the serving certificate (local runs: ``127.0.0.1``)."""
     cluster_domain: str = "cluster.local"
@@ -94,11 +97,17 @@ class WebhookSettings:
     """Larger request bodies are refused with 413."""
     shutdown_timeout_s: float = 10.0
     """On stop, wait this long for reviews in flight."""
+    limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=256))
+    """Header and body timeouts and the connection limit of the listener."""
 
     @property
     def service_dns_names(self) -> tuple[str, ...]:
-        svc, ns = self.configuration.service_name, self.namespace
-        names = (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}")
+        ns = self.namespace
+        names = [
+            name
+            for svc in (self.configuration.service_name, *self.also_serves)
+            for name in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.{self.cluster_domain}")
+        ]
         return tuple(dict.fromkeys((*names, *self.dns_names)))
 
 
@@ -134,6 +143,7 @@ def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
         namespace=namespace,
         secret_name=o.webhook_secret_name,
         dns_names=names(o.webhook_dns_names),
+        also_serves=names(o.webhook_also_serves),
         ip_addresses=names(o.webhook_ip_addresses),
         cluster_domain=o.webhook_cluster_domain,
         configuration=configuration,
@@ -141,6 +151,11 @@ def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
         rotation=rotation,
         check_interval_s=o.webhook_check_interval_s,
         retry_interval_s=o.webhook_retry_interval_s,
+        limits=ListenerLimits(
+            header_timeout_s=o.webhook_header_timeout_s,
+            body_timeout_s=o.webhook_body_timeout_s,
+            max_connections=o.webhook_max_connections,
+        ),
     )
 
 
@@ -236,6 +251,7 @@ class WebhookServer:
         self._latency = metrics.WEBHOOK_LATENCY.labels(PATH)
         self._in_flight = metrics.WEBHOOK_IN_FLIGHT.labels(PATH)
         self._requests: dict[int, Any] = {}
+        self.listener = BoundedListener(settings.limits, clock=manager.clock, name=NAME)
         manager.add_runnable(self.serve, group=RunnableGroup.OTHERS, ready=self.ready, name="webhook-server")
 
     # -- lookups over the caches ---------------------------------------------------------------------------
@@ -256,7 +272,9 @@ class WebhookServer:
     # -- HTTP ----------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[self.listener.middleware]
+        )
         app.router.add_post(PATH, self._handle)
         return app
 
@@ -306,12 +324,9 @@ class WebhookServer:
         runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=s.shutdown_timeout_s)
         await runner.setup()
         try:
-            sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((s.host, s.port))
+            sock = bound_socket(s.host, s.port)
             self.port = int(sock.getsockname()[1])
-            site = web.SockSite(runner, sock, ssl_context=self.tls.context, backlog=1024)
-            await site.start()
+            await self.listener.start(runner, sock, self.tls.context)
             self.listening.set()
             log.info("webhook listening", extra={"host": s.host, "port": self.port, "mode": s.mode.value})
             if s.manage_configuration:
@@ -319,6 +334,7 @@ class WebhookServer:
             self.ready.set()
             await self._keep_certificates()
         finally:
+            await self.listener.stop()
             await runner.cleanup()
             self.tls.close()
 

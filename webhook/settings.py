@@ -40,6 +40,9 @@ class WebhookOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """The Service's port."""
     webhook_url: str | None = None
     """Have the API server call this URL instead of the Service (``--webhook-url``)."""
+    webhook_also_serves: str | tuple[str, ...] = ("dorgu-websocket",)
+    """Further Services of the namespace whose DNS names the serving certificate covers (a list, or one
+    comma-separated string): the WebSocket server serves the same pair (``ws_tls``)."""
     webhook_dns_names: str | tuple[str, ...] = ()
     """Extra DNS names for the serving certificate: a list, or one comma-separated string."""
     webhook_ip_addresses: str | tuple[str, ...] = ()
@@ -71,6 +74,13 @@ class WebhookOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Re-check certificates and the configuration at least this often."""
     webhook_retry_interval_s: float = 5.0
     """After a failed certificate or configuration update, retry this soon."""
+    webhook_header_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Time a client has for a complete request head, from accept (TLS handshake included) or from the end
+    of its previous request; then the connection is closed (:mod:`webhook.listener`)."""
+    webhook_body_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Time from a complete request head to the answer, the body's reading included."""
+    webhook_max_connections: Annotated[int, msgspec.Meta(ge=1)] = 256
+    """Connections open at once (TLS handshakes included); one more is closed at once."""
 
     def __post_init__(self) -> None:
         # msgspec reports a ValueError raised here as a ValidationError; the message names the key.

@@ -10,7 +10,10 @@ Credential rules:
 * A kubeconfig user with ``tokenFile``: named the same way.
 * A kubeconfig user with ``exec`` or ``auth-provider`` (tokens that expire in minutes): the supervisor writes
   the current token to a file of its own (0600, replaced atomically) and refreshes it periodically with
-  :class:`TokenRefresher`; children read that file like any token file.
+  :class:`TokenRefresher`; children read that file like any token file. The file lives in ``run_dir``,
+  which must be a private directory (:func:`private_dir`: a real directory, not a symlink, owned by this
+  user, mode 0700 — created so when missing); each write goes through a fresh temporary file opened
+  ``O_CREAT|O_EXCL|O_NOFOLLOW``, so nothing another user planted is ever opened or followed.
 * A static ``token`` or client certificate: passed as data.
 """
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,27 @@ class ClusterAccess:
     """Run in the supervisor when the token comes from an exec plugin or auth provider."""
     namespace: str | None = None
     """The namespace of the context, or of the in-cluster ServiceAccount."""
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only this user can enter: created 0700 when missing; an existing one must be
+    a real directory (not a symlink) owned by this user with no group or other permissions. Raises
+    :class:`ConfigError` naming what is wrong (never repairs someone else's directory)."""
+    try:
+        path.mkdir(mode=0o700, parents=False)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise ConfigError(f"cannot create the private directory {path}: {e}") from e
+    st = os.lstat(path)
+    refuse = "refusing to keep tokens there"
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} must be a directory, not a symlink or a file: {refuse}")
+    if st.st_uid != os.getuid():
+        raise ConfigError(f"{path} belongs to uid {st.st_uid}, not to this user: {refuse}")
+    if st.st_mode & 0o077:
+        raise ConfigError(f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be 0700: {refuse}")
+    return path
 
 
 def in_cluster_available(*, token_file: Path | None = None) -> bool:
@@ -149,8 +175,7 @@ def _from_kubeconfig(
             connection=ConnectionSettings(token_file=str(user["tokenFile"]), **common), namespace=namespace
         )
     if token and ("exec" in user or "auth-provider" in user):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tf = run_dir / "token"
+        tf = private_dir(run_dir) / "token"
         refresher = TokenRefresher(kubeconfig=path, context=context, token_file=tf)
         refresher.write(token)
         return ClusterAccess(
@@ -177,11 +202,16 @@ class TokenRefresher:
     """The clock ``interval_s`` is measured on."""
 
     def write(self, token: str) -> None:
-        tmp = self.token_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        os.replace(tmp, self.token_file)  # atomic: a reader sees the old or the new token, never half
+        # A fresh name opened O_EXCL|O_NOFOLLOW: a file or symlink planted under any name is never opened.
+        tmp = self.token_file.with_name(f".{self.token_file.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token)
+            os.replace(tmp, self.token_file)  # atomic: a reader sees the old or the new token, never half
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def fetch(self) -> str | None:
         return _token(_load(self.kubeconfig, self.context))

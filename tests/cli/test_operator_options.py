@@ -55,6 +55,13 @@ def child_settings(name: str, options: dict[str, Any]) -> Any:
          ["webhook", "webhook_mode must be advisory or enforcing"]),
         (["--components=websocket", '--component-options={"ws_auth": "basic"}'],
          ["websocket", "ws_auth must be token or none"]),
+        # issue 17, item 2: no authentication is for a loopback listener only.
+        (["--components=websocket", "--ws-auth=none"],
+         ["websocket", "ws_auth none needs a loopback listener", "'0.0.0.0'"]),
+        (["--components=websocket", "--ws-auth=none", "--websocket-addr=10.0.0.7:9090"],
+         ["websocket", "ws_auth none needs a loopback listener", "'10.0.0.7'"]),
+        (["--components=websocket", '--component-options={"ws_auth": "none", "ws_host": "dorgu.example"}'],
+         ["websocket", "ws_auth none needs a loopback listener", "'dorgu.example'"]),
     ],
 )  # fmt: skip
 def test_a_bad_option_is_a_usage_error_naming_it(
@@ -103,7 +110,7 @@ def test_each_component_gets_the_options_it_takes_and_they_round_trip() -> None:
     assert wh.configuration.url == "https://127.0.0.1:1234/validate-deployment"
     ws = WebSocketSettings.from_options(options["websocket"])
     assert (ws.host, ws.port, ws.auth, ws.auth_cache_ttl_s) == ("127.0.0.3", 4321, "none", 0.0)
-    assert "lease_namespace" not in options["websocket"]
+    assert options["websocket"]["lease_namespace"] == "ops"  # where its certificate Secret lives
 
 
 def test_the_leases_of_the_controllers() -> None:
@@ -174,3 +181,29 @@ def test_checking_options_loads_no_component() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = ["controllers.settings", "webhook.settings", "webhook.ws", "webhook.ws.settings"]
     assert out.stdout.strip() == str(loaded)
+
+
+def test_wss_is_the_default_off_loopback_and_audiences_are_a_flag() -> None:
+    """Issue 17, item 1: a listener other than loopback serves wss:// (the certificate Secret's pair) unless
+    told ``ws_tls: off``; ``--ws-token-audiences`` reaches the authenticator."""
+    ws = WebSocketSettings.from_options(plan("--components=websocket", "--lease-namespace=ops")["websocket"])
+    assert (ws.host, ws.tls_mode, ws.tls_secret_namespace) == ("0.0.0.0", "secret", "ops")
+    assert ws.tls_secret_name == "dorgu-webhook-certs" and ws.token_audiences == ()
+    local = plan("--components=websocket", "--websocket-addr=127.0.0.1:9090", "--ws-token-audiences=dorgu,x")
+    ws = WebSocketSettings.from_options(local["websocket"])
+    assert (ws.tls_mode, ws.token_audiences) == ("off", ("dorgu", "x"))
+    assert WebSocketSettings.from_options({"ws_tls": "secret", "ws_host": "127.0.0.1"}).tls_mode == "secret"
+    assert WebSocketSettings.from_options({"ws_tls": "off"}).tls_mode == "off"
+    assert WebSocketSettings.from_options({"ws_tls_cert_file": "/c", "ws_tls": "off"}).tls_mode == "files"
+    with pytest.raises(ValueError, match="ws_tls must be auto, secret or off"):
+        WebSocketSettings.from_options({"ws_tls": "on"})
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.9.9", "::1", "localhost"])
+def test_no_authentication_is_allowed_on_a_loopback_listener(host: str) -> None:
+    """Issue 17, item 2: ``--ws-auth=none`` serves loopback listeners only; settings built directly keep
+    the rule too."""
+    ws = WebSocketSettings.from_options({"ws_auth": "none", "ws_host": host})
+    assert (ws.host, ws.auth) == (host, "none")
+    with pytest.raises(ValueError, match="loopback"):
+        WebSocketSettings(auth="none", host="0.0.0.0")

@@ -126,9 +126,11 @@ def test_deploy_applies_and_rbac_is_exactly_what_the_operator_uses(
         "DORGU_SA_DIR": str(sa_dir),
         "KUBECONFIG": "/nonexistent",  # never used: in-cluster config comes first without --kubeconfig
     }
+    # The WebSocket as deploy/ runs it (issue 17, item 1): wss:// with the webhook's certificate Secret (the
+    # listener is loopback here, so "secret" is asked for), tokens of the audience "dorgu" only.
     options = {
         "lease_duration_s": 15, "webhook_check_interval_s": 2, "webhook_retry_interval_s": 1,
-        "crd_poll_interval_s": 1, "ws_auth_cache_ttl_s": 0,
+        "crd_poll_interval_s": 1, "ws_auth_cache_ttl_s": 0, "ws_tls": "secret", "ws_token_audiences": "dorgu",
     }  # fmt: skip
     op = Replica(identity="dorgu-0", args=[], env=env, log_dir=tmp_path)
     op.args = [
@@ -238,6 +240,21 @@ def kubectl_checks(cp: ControlPlane, objs: list[dict[str, Any]], tmp_path: Path)
     )  # fmt: skip
     print(f"kubectl apply --server-side --dry-run=server -k deploy/overlays/kube-1.20: rc={out.returncode}")
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def viewer_rbac(kube: HarnessClient, ns: str, account: str) -> None:
+    """A Role to list and watch ApplicationPersonas in ``ns``, bound to ServiceAccount ``account``."""
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+    kube.post(f"{rbac}/roles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": account},
+        "rules": [{"apiGroups": ["dorgu.io"], "resources": ["applicationpersonas"],
+                   "verbs": ["list", "watch"]}],
+    })  # fmt: skip
+    kube.post(f"{rbac}/rolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+    })  # fmt: skip
 
 
 def _persona_status(kube: HarnessClient, name: str) -> dict[str, Any]:
@@ -355,13 +372,36 @@ def drive_everything(cp: ControlPlane, kube: HarnessClient, op: Replica, tmp_pat
     poll(lambda: kube.get(vwc)["webhooks"][0].get("timeoutSeconds") != 29, timeout=60,
          what="the webhook configuration repaired")  # fmt: skip
 
-    # The WebSocket: a CLI client with a token (TokenReview, then SubjectAccessReviews for list and watch).
+    # The WebSocket: a CLI client over wss:// (the CA as docs/security.md takes it: the configuration's
+    # caBundle) with a TokenRequest token of the audience "dorgu" (TokenReview, then SubjectAccessReviews).
+    ca_file = tmp_path / "operator-ca.crt"
+    ca_file.write_bytes(base64.b64decode(kube.get(vwc)["webhooks"][0]["clientConfig"]["caBundle"]))
+    token = cp.service_account_token(APP_NS, "persona-viewer", audiences=["dorgu"])
+    viewer_rbac(kube, APP_NS, "persona-viewer")
+
+    def dorgu_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "persona", "list", "-n", APP_NS, "--no-color", *args],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+
+    wss = [f"--operator-url=wss://127.0.0.1:{op.ws_port}/ws", f"--operator-ca={ca_file}"]
     t0 = time.monotonic()
-    cli = subprocess.run(
-        [sys.executable, "-m", "cli.main", "persona", "list", "-n", APP_NS, "--no-color",
-         f"--operator-url=ws://127.0.0.1:{op.ws_port}/ws", f"--token={cp.admin_token}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    print(f"dorgu persona list over the WebSocket ({time.monotonic() - t0:.1f} s):\n{cli.stdout}")
-    assert cli.returncode == 0, cli.stderr
+    listed: list[subprocess.CompletedProcess[str]] = []
+
+    def lists() -> bool:
+        listed.append(dorgu_cli(*wss, f"--token={token}"))
+        return listed[-1].returncode == 0
+
+    try:
+        poll(lists, timeout=60, every=0.5, what="the CLI over wss:// (the viewer's RoleBinding to show)")
+    except AssertionError:
+        print(f"--- the last attempt ---\n{listed[-1].stderr}")
+        raise
+    cli = listed[-1]
+    print(f"dorgu persona list over wss:// ({time.monotonic() - t0:.1f} s):\n{cli.stdout}")
     assert "order-service" in cli.stdout
+    # A token of the API server's own audience is refused; so is cleartext to an address not loopback.
+    assert "HTTP 401" in dorgu_cli(*wss, f"--token={cp.admin_token}").stderr
+    clear = dorgu_cli(f"--operator-url=ws://192.0.2.1:{op.ws_port}/ws", f"--token={token}")
+    assert clear.returncode == 2 and "refusing to send a bearer token in cleartext" in clear.stderr

@@ -139,6 +139,11 @@ def test_options() -> None:
         "dorgu-webhook.ops",
         "dorgu-webhook.ops.svc",
         "dorgu-webhook.ops.svc.cluster.local",
+        # The WebSocket server serves the same pair (issue 17, item 1): its Service's names too.
+        "dorgu-websocket",
+        "dorgu-websocket.ops",
+        "dorgu-websocket.ops.svc",
+        "dorgu-websocket.ops.svc.cluster.local",
     )
     with pytest.raises(ValueError, match="must be advisory or enforcing"):
         settings_from_options({"webhook_mode": "strict"})

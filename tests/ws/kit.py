@@ -11,11 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from dorgu.envtest import ControlPlane
+    from tests.runtime.kit import LoopThread
+    from webhook.ws.server import WebSocketServer, WebSocketSettings
 DEADLINE_S = 60.0
 
 
@@ -182,3 +187,42 @@ class CliStream:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait()
+
+
+@dataclass
+class InProcess:
+    """A WebSocket server in this process (a real Manager against the real control plane), so a test can
+    read its connections' state."""
+
+    lt: LoopThread
+    server: WebSocketServer
+    port: int
+
+
+@contextlib.contextmanager
+def in_process(cp: ControlPlane, settings: WebSocketSettings) -> Iterator[InProcess]:
+    """Serve ``settings`` (its port: 0 picks one) on an event loop in a thread until the block ends."""
+    import asyncio
+
+    from dorgu.runtime.manager import Manager
+    from tests.runtime.kit import LoopThread, wait_until
+    from webhook.ws.server import WebSocketServer
+
+    lt = LoopThread()
+    stop = asyncio.Event()
+    holder: dict[str, Any] = {}
+
+    async def start() -> None:
+        manager = Manager(connection=cp.connection(user_agent="ws-in-process"))
+        holder["server"] = WebSocketServer(manager, settings)
+        holder["task"] = asyncio.create_task(manager.run(stop))
+
+    lt.run(start())
+    server: WebSocketServer = holder["server"]
+    wait_until(lambda: server.listening.is_set() and server.personas.has_synced(), what="the server to serve")
+    assert server.port is not None
+    try:
+        yield InProcess(lt=lt, server=server, port=server.port)
+    finally:
+        lt.loop.call_soon_threadsafe(stop.set)
+        lt.close()

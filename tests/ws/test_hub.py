@@ -109,6 +109,44 @@ def test_slow_consumer_gets_lagging_and_a_snapshot_not_silence() -> None:
     asyncio.run(main())
 
 
+def test_the_byte_cap_resyncs_before_the_frame_count_does_and_brakes_the_reader() -> None:
+    """Issue 17, item 3: big frames overflow ``max_buffered_bytes`` long before ``queue_size``; the queue
+    then holds the resync only, and :meth:`Connection.room` waits until the writer drained it."""
+
+    async def main() -> None:
+        cap = 64 * 1024
+        settings = HubSettings(queue_size=1000, max_buffered_bytes=cap)
+        topic = Topic("personas", settings=settings, server_id="s1",
+                      snapshot_source=lambda f: [], current_rv=lambda: "1")  # fmt: skip
+        gate = asyncio.Event()
+
+        async def send(frame: bytes) -> None:
+            await gate.wait()
+
+        conn = Connection(codec=p.Codec(msgpack=False), send=send, settings=settings)
+        writer = asyncio.create_task(conn.writer())
+        sub = Subscription(conn, topic, Filter())
+        conn.subs["personas"] = sub
+        topic.subscribe(sub, resume_rv=None, server_id=None)
+        for i in range(100):
+            big = make_change(
+                rv=str(i + 2), namespace="a", name="x", labels=None, payload={"pad": "x" * 4000}
+            )
+            topic.publish(big)
+            assert conn.buffered() <= cap
+        assert conn.resyncs >= 1 and conn.queued() < 100
+        conn.push_frame(b"r" * cap)  # a reply takes the queue to the cap: the reader must wait
+        room = asyncio.create_task(conn.room())
+        await asyncio.sleep(0.01)
+        assert not room.done()
+        gate.set()
+        await asyncio.wait_for(room, 10)
+        assert conn.buffered() < cap
+        writer.cancel()
+
+    asyncio.run(main())
+
+
 def test_filtered_replay_after_resume() -> None:
     async def main() -> None:
         topic = Topic("personas", settings=HubSettings(), server_id="s1",

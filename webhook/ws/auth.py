@@ -24,6 +24,11 @@ Rules this module keeps:
   ``fail_burst`` failures refilled at ``fail_per_s``, on the injected clock. A source whose bucket is empty
   is refused (HTTP 429, code ``rate_limited``) before its token is even looked at — a valid token from
   that source included, until the bucket refills; successful handshakes never take from the bucket.
+* **Audiences.** With ``audiences`` set (``ws_token_audiences``, e.g. ``dorgu``) the TokenReview asks for
+  them (``spec.audiences``) and a token is accepted only when the API server says it was issued for one of
+  them (``status.audiences``): a token bound to the API server's own audience — one that would also open
+  the API server — is refused. Tokens for ``dorgu`` come from the TokenRequest API
+  (``kubectl create token SA --audience dorgu``).
 * ``mode="none"`` (``--ws-auth=none``) trusts everyone; it exists for local development only and logs a
   warning at start.
 """
@@ -69,6 +74,7 @@ class _UserInfo(msgspec.Struct, kw_only=True):
 
 class _TRStatus(msgspec.Struct, kw_only=True):
     authenticated: bool = False
+    audiences: list[str] = msgspec.field(default_factory=list)
     user: _UserInfo = msgspec.field(default_factory=_UserInfo)
     error: str = ""
 
@@ -120,6 +126,8 @@ class AuthSettings:
     """Failed authentications a source may have in a burst before it is refused with 429."""
     fail_per_s: float = 0.5
     """Rate at which a source's failure allowance refills (failures per second)."""
+    audiences: tuple[str, ...] = ()
+    """Audiences a token must be issued for (empty: any the API server accepts)."""
 
 
 class Unauthenticated(Exception):
@@ -208,22 +216,32 @@ class Authenticator:
         if miss and now - miss[0] < self.settings.negative_ttl_s:
             AUTH_FAILURES.labels("cached").inc()
             raise Unauthenticated(miss[1])
+        spec: dict[str, Any] = {"token": token}
+        wanted = self.settings.audiences
+        if wanted:
+            spec["audiences"] = list(wanted)
         try:
             raw = await self.client.request(
                 "POST",
                 TOKENREVIEWS,
-                body={
-                    "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token},
-                },
-            )  # fmt: skip
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+            )
         except BaseException:
             TOKEN_REVIEWS.labels("error").inc()
             raise
         st = msgspec.json.decode(raw, type=_TokenReview).status
-        if not st.authenticated:
+        # The API server answers "not authenticated" for a token of none of the audiences asked for; the
+        # intersection is checked again here, so an answer without audiences never passes either.
+        for_us = not wanted or bool(set(st.audiences) & set(wanted))
+        if not st.authenticated or not for_us:
             TOKEN_REVIEWS.labels("rejected").inc()
             AUTH_FAILURES.labels("rejected").inc()
             why = f"the token was not accepted{': ' + st.error if st.error else ''}"
+            if wanted:
+                why += (
+                    f" (tokens must be issued for the audience {', '.join(wanted)}: "
+                    f"kubectl create token SERVICEACCOUNT --audience {wanted[0]})"
+                )
             if len(self._rejected) >= _MAX_ENTRIES:
                 self._rejected.clear()
             self._rejected[token] = (now, why)

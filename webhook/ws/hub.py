@@ -12,10 +12,16 @@ Rules this module keeps:
   evicted from the ring, another server instance, ``""`` — gets a snapshot: the authoritative filtered set
   from the informer's cache, tagged with the ring's head RV. Registering the subscription and computing the
   replay/snapshot happen in one synchronous step of the event loop, so no change falls between them.
-* **A slow consumer never blocks others.** Each connection has a bounded queue (``queue_size`` frames).
-  Publishing never awaits; when a queue is full it is emptied and replaced by one ``lagging`` error plus a
-  fresh snapshot of each of the connection's subscriptions — nothing is dropped silently, and the client's
-  set is made whole again.
+* **A slow consumer never blocks others.** Each connection has a bounded queue (``queue_size`` frames and
+  ``max_buffered_bytes`` bytes). Publishing never awaits; when a change would overflow a queue it is
+  emptied and replaced by one ``lagging`` error plus a fresh snapshot of each of the connection's
+  subscriptions — nothing is dropped silently, and the client's set is made whole again (a client that
+  never reads holds at most one resync's frames; the heartbeat drops it when it answers no ping).
+* **Replies are bounded too.** Replies and errors are queued as they are answered, but the server's read
+  loop waits for :meth:`Connection.room` before it reads the next message: a client that sends requests
+  and never reads stops being read once ``max_buffered_bytes`` are queued for it (its further requests
+  wait in the socket buffers, where TCP pushes back on it). So the queue holds at most
+  ``max_buffered_bytes`` plus one reply, or one resync.
 * Changes seen while an informer does its initial LIST are the base state, not changes: they never enter
   the ring. An update that does not change the resourceVersion (informer resync, relist of an unchanged
   object) is not a change either.
@@ -44,6 +50,9 @@ class HubSettings:
     """Changes kept per topic for resume (4,096 ≈ 40 s of 100 changes/s; ~1 KiB each with cached frames)."""
     queue_size: int = 1024
     """Frames queued per connection before it is declared lagging and resynced."""
+    max_buffered_bytes: int = 8 * 1024 * 1024
+    """Bytes queued per connection: a change beyond it resyncs the connection; at it, the server stops
+    reading the connection's requests until its queue drains below it."""
 
 
 @dataclass(eq=False)
@@ -215,13 +224,19 @@ class Connection:
         self.codec = codec
         self._send = send
         self._max = settings.queue_size
+        self._max_bytes = settings.max_buffered_bytes
         self._queue: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self.subs: dict[str, Subscription] = {}
         self.peer = peer
         self.closed = False
         self.resyncs = 0
         self.sent = 0
+        self.peak_bytes = 0
+        """The most bytes ever queued at once (tests and metrics)."""
 
     # -- queueing (synchronous) -----------------------------------------------------------------------------
 
@@ -229,21 +244,26 @@ class Connection:
         if self.closed:
             return
         self._queue.append(frame)
+        self._bytes += len(frame)
+        self.peak_bytes = max(self.peak_bytes, self._bytes)
+        if self._bytes >= self._max_bytes:
+            self._room.clear()
         self._wake.set()
 
     def push_change(self, sub: Subscription, change: Change) -> None:
         if self.closed:
             return
-        if len(self._queue) >= self._max:
+        frame = change.frame(sub.topic.name, self.codec)
+        if len(self._queue) >= self._max or self._bytes + len(frame) > self._max_bytes:
             self._resync()
             return
-        self.push_frame(change.frame(sub.topic.name, self.codec))
+        self.push_frame(frame)
 
     def _resync(self) -> None:
         """Queue overflow: drop the backlog, say so, and send each subscription's current set instead."""
         self.resyncs += 1
         dropped = len(self._queue)
-        self._queue.clear()
+        self._clear()
         log.warning("connection %s lagging: %d frames replaced by snapshots", self.peer, dropped)
         err = p.Error(
             payload=p.ErrorBody(
@@ -256,8 +276,24 @@ class Connection:
         for sub in self.subs.values():
             self.push_frame(sub.topic.snapshot_frame(sub, self.codec))
 
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._bytes = 0
+        self._room.set()
+
     def queued(self) -> int:
         return len(self._queue)
+
+    def buffered(self) -> int:
+        """Bytes queued now."""
+        return self._bytes
+
+    async def room(self) -> None:
+        """Return once fewer than ``max_buffered_bytes`` are queued (at once when so), or the connection
+        closed: the read loop's brake."""
+        while not self.closed and self._bytes >= self._max_bytes:
+            self._room.clear()
+            await self._room.wait()
 
     # -- writing --------------------------------------------------------------------------------------------
 
@@ -269,6 +305,9 @@ class Connection:
                 await self._wake.wait()
                 continue
             frame = self._queue.popleft()
+            self._bytes -= len(frame)
+            if self._bytes < self._max_bytes:
+                self._room.set()
             await self._send(frame)
             self.sent += 1
 
@@ -277,7 +316,7 @@ class Connection:
         for sub in self.subs.values():
             sub.topic.unsubscribe(sub)
         self.subs.clear()
-        self._queue.clear()
+        self._clear()
         self._wake.set()
 
 

@@ -10,12 +10,18 @@ server keeps:
   token, 429 with ``Retry-After`` when its address failed to authenticate too often — see
   :mod:`webhook.ws.auth`), ``/health`` → ``ok`` for any method, anything else 404.
 * Heartbeat: a ping every ``heartbeat_s``; a peer that does not answer within half of that is dropped.
+* The listener bounds the time to send the upgrade request (TLS handshake included) and the number of
+  connections (:mod:`webhook.listener`, ``limits``).
 * Inbound messages over 512 KiB close the connection with 1009; WebSocket protocol violations close it with
   1002 (aiohttp); a message that does not decode — deep nesting included (decoding depth is bounded, see
   :meth:`dorgu.domain.protocol.Codec.decode`) — gets an ``error`` (``invalid_message``, or
   ``unknown_message_type`` for an unknown ``type``) and the connection stays open.
 * Messages of one connection are handled in arrival order; replies and events share the connection's
   bounded queue (:mod:`webhook.ws.hub`), so a reply is never overtaken by an event queued after it.
+* **A client that does not read is not read either.** Before reading the next message the read loop waits
+  until the connection's queue holds fewer than ``max_buffered_bytes`` (:meth:`Connection.room`): the
+  replies to a client that sends requests and never reads stop growing at that cap, and its requests wait
+  in the socket buffers (aiohttp stops reading the socket once 64 KiB are unread).
 * Every ``error`` echoes the ``requestId`` of the message it answers.
 * **Access is re-checked.** Every ``reauth_interval_s`` each subscription of a connection is checked again:
   its token (TokenReview) and its topic's SubjectAccessReviews, through the authenticator's caches (so a
@@ -42,6 +48,7 @@ from typing import Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from certs.rotation import ServingMaterial
 from dorgu.domain import protocol as p
 from dorgu.domain.kube import Deployment
 from dorgu.domain.resources import APPLICATION_PERSONAS, CLUSTER_PERSONAS
@@ -52,11 +59,13 @@ from dorgu.runtime.errors import ApiError
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
-from dorgu.runtime.resource import EVENTS
+from dorgu.runtime.resource import EVENTS, SECRETS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
+from webhook.certificates import Secret, TlsReloader, material_of
+from webhook.listener import BoundedListener, ListenerLimits, bound_socket
 from webhook.ws.auth import Authenticator, AuthSettings, RateLimited, Unauthenticated, User
 from webhook.ws.hub import Change, Connection, Filter, HubSettings, Subscription, Topic, make_change
-from webhook.ws.settings import WebSocketOptions
+from webhook.ws.settings import WebSocketOptions, is_loopback
 
 log = logging.getLogger("dorgu.websocket")
 
@@ -77,10 +86,18 @@ class WebSocketSettings:
     """Ping interval; a peer silent for half of it after a ping is disconnected."""
     sync_wait_s: float = 10.0
     """How long a subscribe/request waits for the caches to sync before answering ``not_ready``."""
+    tls: str = "auto"
+    """``auto`` (``wss://`` unless ``host`` is loopback), ``secret`` or ``off``: see :attr:`tls_mode`."""
+    tls_secret_name: str = "dorgu-webhook-certs"
+    """The certificate Secret whose pair is served (the webhook component issues and rotates it)."""
+    tls_secret_namespace: str = "dorgu-system"
+    """Its namespace."""
     tls_cert_file: str | None = None
-    """PEM serving certificate (e.g. from ``certs.pki.make_serving_cert``); None: plain ``ws://``."""
+    """PEM serving certificate file (e.g. from ``certs.pki.make_serving_cert``) instead of the Secret's."""
     tls_key_file: str | None = None
     """PEM private key of ``tls_cert_file``."""
+    token_audiences: tuple[str, ...] = ()
+    """Audiences a token must be issued for (empty: any the API server accepts)."""
     hub: HubSettings = field(default_factory=HubSettings)
     """Ring and queue sizes."""
     auth_cache_ttl_s: float = 30.0
@@ -93,6 +110,23 @@ class WebSocketSettings:
     """Failed authentications one source may have in a burst before it gets HTTP 429."""
     auth_fail_per_s: float = 0.5
     """Rate at which a source's failure allowance refills (failures per second)."""
+    limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=1024))
+    """Header and body timeouts and the connection limit of the listener."""
+
+    def __post_init__(self) -> None:
+        # The rule of WebSocketOptions, kept for settings built directly (bench, tests): no open listener.
+        if self.auth == "none" and not is_loopback(self.host):
+            raise ValueError(f"auth 'none' needs a loopback listener, not {self.host!r}")
+
+    @property
+    def tls_mode(self) -> str:
+        """``files`` (``tls_cert_file``), ``secret`` (the certificate Secret's pair) or ``off`` (``ws://``):
+        bearer tokens cross the network only inside TLS unless told otherwise (``tls="off"``)."""
+        if self.tls_cert_file:
+            return "files"
+        if self.tls == "secret" or (self.tls == "auto" and not is_loopback(self.host)):
+            return "secret"
+        return "off"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> WebSocketSettings:
@@ -105,14 +139,27 @@ class WebSocketSettings:
             port=o.port,
             auth=o.ws_auth,
             heartbeat_s=o.ws_heartbeat_s,
+            tls=o.ws_tls,
+            tls_secret_name=o.ws_tls_secret_name,
+            tls_secret_namespace=o.ws_tls_secret_namespace or o.lease_namespace or "dorgu-system",
             tls_cert_file=o.ws_tls_cert_file,
             tls_key_file=o.ws_tls_key_file,
-            hub=HubSettings(ring_size=o.ws_ring_size, queue_size=o.ws_queue_size),
+            token_audiences=o.audiences,
+            hub=HubSettings(
+                ring_size=o.ws_ring_size,
+                queue_size=o.ws_queue_size,
+                max_buffered_bytes=o.ws_max_buffered_bytes,
+            ),
             auth_cache_ttl_s=o.ws_auth_cache_ttl_s,
             reauth_interval_s=o.ws_reauth_interval_s,
             auth_negative_ttl_s=o.ws_auth_negative_ttl_s,
             auth_fail_burst=o.ws_auth_fail_burst,
             auth_fail_per_s=o.ws_auth_fail_per_s,
+            limits=ListenerLimits(
+                header_timeout_s=o.ws_header_timeout_s,
+                body_timeout_s=o.ws_body_timeout_s,
+                max_connections=o.ws_max_connections,
+            ),
         )
 
 
@@ -277,6 +324,7 @@ class WebSocketServer:
                 negative_ttl_s=settings.auth_negative_ttl_s,
                 fail_burst=settings.auth_fail_burst,
                 fail_per_s=settings.auth_fail_per_s,
+                audiences=settings.token_audiences,
             ),
             clock=manager.clock,
         )
@@ -307,6 +355,24 @@ class WebSocketServer:
         """The port listened on (when ``settings.port`` is 0, the one the OS chose)."""
         self.listening = asyncio.Event()
         """Set once the server listens."""
+        self.listener = BoundedListener(settings.limits, clock=manager.clock, name="websocket")
+        self.tls: TlsReloader | None = None
+        """The live TLS context when the Secret's pair is served."""
+        self.secrets: Informer[Secret] | None = None
+        self._secret_changed = asyncio.Event()
+        if settings.tls_mode == "secret":
+            # The same field-selected watch of one Secret as the webhook's: RBAC grants that name only.
+            self.secrets = manager.informer(
+                SECRETS, Secret, namespace=settings.tls_secret_namespace,
+                field_selector=f"metadata.name={settings.tls_secret_name}",
+            )  # fmt: skip
+            self.secrets.add_handlers(
+                Handlers(
+                    on_add=lambda _: self._secret_changed.set(),
+                    on_update=lambda _old, _new: self._secret_changed.set(),
+                    on_delete=lambda _: self._secret_changed.set(),
+                )
+            )
         manager.add_runnable(self.serve, group=RunnableGroup.SERVERS, ready=self.listening, name="websocket")
 
     def _topic(self, name: str, inf: Informer[Any], state: Any, flt: Any) -> Topic:
@@ -374,7 +440,7 @@ class WebSocketServer:
     # -- HTTP -----------------------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=p.MAX_MESSAGE_BYTES)
+        app = web.Application(client_max_size=p.MAX_MESSAGE_BYTES, middlewares=[self.listener.middleware])
         app.router.add_get("/ws", self._ws)
         app.router.add_route("*", "/health", self._health)
         return app
@@ -421,12 +487,19 @@ class WebSocketServer:
 
         def writer_done(t: asyncio.Task[None]) -> None:
             if not t.cancelled() and t.exception() is not None:  # a failed send ends the connection
+                conn.close()  # releases a read loop waiting for room
                 closers.add(asyncio.ensure_future(ws.close()))
 
         writer.add_done_callback(writer_done)
         reauth = asyncio.create_task(self._reauthorize(conn, session))
         try:
-            async for msg in ws:
+            while True:
+                await conn.room()  # the brake: no reading while the client's replies are not taken
+                if conn.closed:
+                    break
+                msg = await ws.receive()
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self.handle(
                         conn,
@@ -695,33 +768,98 @@ class WebSocketServer:
     # -- serving --------------------------------------------------------------------------------------------
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.s.tls_cert_file:
+        """The files' context (``files``); None otherwise (the Secret's context comes from
+        :meth:`_secret_context`)."""
+        if self.s.tls_mode != "files" or not self.s.tls_cert_file:
             return None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self.s.tls_cert_file, self.s.tls_key_file)
         return ctx
 
+    def _secret_material(self) -> ServingMaterial | None:
+        assert self.secrets is not None
+        secret = self.secrets.store.get(f"{self.s.tls_secret_namespace}/{self.s.tls_secret_name}")
+        return material_of(secret) if secret is not None else None
+
+    async def _secret_context(self) -> ssl.SSLContext:
+        """Wait until the certificate Secret holds a pair (the webhook component issues it), load it."""
+        assert self.secrets is not None
+        await self.secrets.wait_for_sync()
+        self.tls = TlsReloader()
+        waiting_logged = False
+        while True:
+            self._secret_changed.clear()  # before reading: a change from here on wakes the wait below
+            if self._load_secret_pair():
+                break
+            if not waiting_logged:
+                log.warning(
+                    "waiting for the certificate Secret %s/%s (issued by the webhook component) to serve wss://",
+                    self.s.tls_secret_namespace, self.s.tls_secret_name,
+                )  # fmt: skip
+                waiting_logged = True
+            await self._secret_changed.wait()
+        return self.tls.context
+
+    def _load_secret_pair(self) -> bool:
+        """Serve the Secret's pair if it holds a usable one; False when it is missing, incomplete or does not
+        load (a broken Secret the webhook is about to repair: the pair served so far stays)."""
+        assert self.tls is not None
+        material = self._secret_material()
+        if material is None:
+            return False
+        try:
+            if self.tls.load(material):
+                fp = (self.tls.fingerprint or b"").hex()[:16]
+                log.info("serving a new certificate", extra={"fingerprint": fp})
+        except Exception as e:  # any parse or load error: keep what is served, wait for the next change
+            log.warning("the certificate Secret's pair does not load (kept the one served): %s", e)
+            return False
+        return True
+
+    async def _keep_certificate(self) -> None:
+        """Reload the Secret's pair whenever it changes (a rotation, a repair): new handshakes get it."""
+        while True:
+            await self._secret_changed.wait()
+            self._secret_changed.clear()  # before reading: a change from here on wakes the next wait
+            self._load_secret_pair()
+
     async def serve(self) -> None:
         """Listen until cancelled (the manager's servers group); then close every connection."""
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await runner.setup()
+        mode = self.s.tls_mode
+        if mode == "off" and not is_loopback(self.s.host):
+            log.warning(
+                "serving plain ws:// on %r: bearer tokens cross the network in cleartext", self.s.host
+            )
+        keeper: asyncio.Task[None] | None = None
+        runner: web.AppRunner | None = None
         try:
-            site = web.TCPSite(runner, self.s.host, self.s.port, ssl_context=self.ssl_context())
-            await site.start()
-            server = getattr(site, "_server", None)
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1] if sockets else self.s.port
+            ctx = await self._secret_context() if mode == "secret" else self.ssl_context()
+            if mode == "secret":
+                keeper = asyncio.create_task(self._keep_certificate())
+            runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            sock = bound_socket(self.s.host, self.s.port)
+            self.port = int(sock.getsockname()[1])
+            await self.listener.start(runner, sock, ctx)
             self.listening.set()
             log.info(
                 "serving websocket",
-                extra={"port": self.port, "auth": self.s.auth, "tls": bool(self.s.tls_cert_file),
-                       "server_id": self.server_id},
-            )  # fmt: skip
+                extra={"port": self.port, "auth": self.s.auth, "tls": mode, "server_id": self.server_id},
+            )
             await asyncio.Event().wait()  # serve until cancelled
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(BaseException):
+                    await keeper
+            await self.listener.stop()
             for c in list(self.connections):
                 c.close()
-            await runner.cleanup()
+            if runner is not None:
+                await runner.cleanup()
+            if self.tls is not None:
+                self.tls.close()  # the pair's temporary files (the live context needs them no more)
+                self.tls = None
 
 
 _TYPES = ("subscribe", "unsubscribe", "request", "response", "event", "error")
