@@ -4,11 +4,14 @@ the ServiceMonitor names a port the operator's metrics Service really has, and t
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.controllers.prometheus_kit import ensure_binaries
@@ -159,3 +162,29 @@ def test_the_readme_links_the_kit() -> None:
     readme = (kit.ROOT / "README.md").read_text()
     assert "deploy/monitoring" in readme
     assert "docs/operations.md" in readme
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) is not installed")
+def test_kustomize_builds_the_operator_with_the_component(tmp_path: Path) -> None:
+    """What a user's kustomization gets: deploy/operator plus the Component, built by kubectl's kustomize."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(kit.ROOT / "deploy" / "operator", tmp_path)],
+                "components": [os.path.relpath(kit.MONITORING, tmp_path)],
+            }
+        )
+    )
+    r = subprocess.run(["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(r.stdout) if o}
+    sm = objs[("ServiceMonitor", "dorgu")]
+    assert sm == kit.load(kit.SERVICE_MONITOR)
+    assert objs[("PrometheusRule", "dorgu")] == kit.load(kit.PROMETHEUS_RULE)
+    cm = objs[("ConfigMap", "dorgu-grafana-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["grafana-dashboard.json"]) == kit.dashboard()
+    service = objs[("Service", kit.JOB)]
+    assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
