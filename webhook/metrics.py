@@ -1,5 +1,5 @@
-"""The webhook's and the WebSocket server's own metrics: admission verdicts, the serving certificates'
-expiry and renewal times, WebSocket clients and subscriptions.
+"""The admission webhook's own metrics: verdicts by mode and outcome, the serving certificates' expiry and
+renewal times (the WebSocket server's are in :mod:`webhook.ws.metrics`).
 
 Defined here, apart from the servers, so that the servers only count (one call at each place where a thing
 happens). The runtime's metrics (:mod:`dorgu.runtime.metrics`, controller-runtime's names) stay the
@@ -8,12 +8,10 @@ generic part; these are dorgu's own (``dorgu_`` prefix). Rules kept:
 * **A denial is an HTTP 200**, so ``controller_runtime_webhook_requests_total{code}`` cannot show it:
   :data:`VERDICTS` counts each answered review by the ``mode`` that decided it and its ``outcome``. Every
   mode × outcome pair is created at 0 on import, so a rate over them exists before the first review.
-* **Gauges of one process per replica** (the webhook and the WebSocket server each run in one child) are
-  combined over processes by the supervisor: ``livesum`` for counts, ``livemin`` for timestamps (the
-  earliest expiry is the one that matters). Across replicas, queries take ``min``/``max``/``sum`` by what
-  they need (deploy/monitoring).
-* **No per-persona or per-client label**: label values come from small fixed sets (modes, outcomes,
-  certificates, topics).
+* **Gauges of one process per replica** (the webhook runs in one child) are combined over processes by
+  the supervisor with ``livemin`` (the earliest expiry is the one that matters). Across replicas, queries
+  take ``min`` (deploy/monitoring).
+* **No per-persona label**: label values come from small fixed sets (modes, outcomes, certificates).
 """
 
 from __future__ import annotations
@@ -63,14 +61,6 @@ CERTIFICATE_RENEWAL = Gauge(
     ["certificate"],
     multiprocess_mode="livemin",
 )
-
-WS_CLIENTS = Gauge(
-    "dorgu_websocket_clients", "Open WebSocket connections", multiprocess_mode="livesum"
-)  # fmt: skip
-WS_SUBSCRIPTIONS = Gauge(
-    "dorgu_websocket_subscriptions", "Active WebSocket subscriptions, by topic", ["topic"],
-    multiprocess_mode="livesum",
-)  # fmt: skip
 
 
 class Verdict(Protocol):

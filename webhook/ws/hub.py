@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dorgu.domain import protocol as p
-from webhook.metrics import WS_CLIENTS, WS_SUBSCRIPTIONS
+from webhook.ws.metrics import WS_CLIENTS, WS_SUBSCRIPTIONS
 
 log = logging.getLogger("dorgu.websocket.hub")
 
