@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from controllers.component import drop_managed_fields, run_controller
+from controllers.metrics import PersonaCounter
 from controllers.settings import PersonaSettings
 from dorgu.domain.health import assess
 from dorgu.domain.kube import Deployment
@@ -145,6 +146,8 @@ class ApplicationPersonaReconciler:
         )
         self._written: dict[str, _Written] = {}
         self.personas.add_handlers(Handlers(on_update=self._saw_update, on_delete=self._saw_delete))
+        self.counter = PersonaCounter()  # the personas-by-phase gauges, from this cache
+        self.personas.add_handlers(self.counter.handlers())
         self.controller.watch_for(self.personas, update_predicate=generation_changed)
         self.controller.watch_mapped(self.deployments, self.personas_of)
         manager.add_controller(self.controller)

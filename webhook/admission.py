@@ -235,6 +235,8 @@ class Reply:
     """``response.status.message``."""
     warnings: tuple[str, ...] = ()
     """``response.warnings``."""
+    mode: str | None = None
+    """The mode that decided (``advisory``/``enforcing``); ``None`` when no persona was checked."""
 
 
 class _BadRequest(Exception):
@@ -375,14 +377,19 @@ class Reviewer:
             if denial is not None:
                 return _reply(
                     api_version, uid, status=200, allowed=False, code=403, reason="Forbidden",
-                    message=denial, warnings=warnings,
+                    message=denial, warnings=warnings, mode=mode,
                 )  # fmt: skip
-            return _allow(api_version, uid, MSG_PASSED_WITH_WARNINGS if warnings else MSG_PASSED, warnings)
-        return _allow(api_version, uid, MSG_ADVISORY if warnings else MSG_PASSED, warnings)
+            message = MSG_PASSED_WITH_WARNINGS if warnings else MSG_PASSED
+            return _allow(api_version, uid, message, warnings, mode=mode)
+        return _allow(api_version, uid, MSG_ADVISORY if warnings else MSG_PASSED, warnings, mode=mode)
 
 
-def _allow(api_version: str, uid: str, message: str, warnings: list[str] | None = None) -> Reply:
-    return _reply(api_version, uid, status=200, allowed=True, code=200, message=message, warnings=warnings)
+def _allow(
+    api_version: str, uid: str, message: str, warnings: list[str] | None = None, *, mode: Mode | None = None
+) -> Reply:
+    return _reply(
+        api_version, uid, status=200, allowed=True, code=200, message=message, warnings=warnings, mode=mode
+    )
 
 
 def _reply(
@@ -395,10 +402,14 @@ def _reply(
     message: str,
     reason: str | None = None,
     warnings: list[str] | None = None,
+    mode: Mode | None = None,
 ) -> Reply:
     response = _Response(
         uid=uid, allowed=allowed, status=_Status(code=code, reason=reason, message=message),
         warnings=warnings or None,
     )  # fmt: skip
     body = _encoder.encode(_ReviewOut(api_version=api_version, kind="AdmissionReview", response=response))
-    return Reply(status=status, body=body, allowed=allowed, message=message, warnings=tuple(warnings or ()))
+    return Reply(
+        status=status, body=body, allowed=allowed, message=message, warnings=tuple(warnings or ()),
+        mode=mode.value if mode is not None else None,
+    )  # fmt: skip

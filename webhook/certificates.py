@@ -38,6 +38,7 @@ from dorgu.runtime.client import ApiClient
 from dorgu.runtime.errors import AlreadyExists, Conflict, NotFound
 from dorgu.runtime.meta import ObjectMeta
 from dorgu.runtime.resource import SECRETS
+from webhook.metrics import observe_certificates
 
 log = logging.getLogger("dorgu.webhook.certs")
 
@@ -145,7 +146,16 @@ class CertificateStore:
         return (secret.data or {}).get(_CA_CRT) or None
 
     async def ensure(self) -> ServingMaterial:
-        """The current material: the Secret's (rotated first when a step is due), created when absent."""
+        """The current material: the Secret's (rotated first when a step is due), created when absent.
+
+        Its certificates' expiry and renewal times become the metrics
+        (:func:`webhook.metrics.observe_certificates`): what ``ensure`` returns is what the server serves,
+        and a failed rotation leaves them as they were."""
+        material = await self._ensure()
+        observe_certificates(material, self.policy)
+        return material
+
+    async def _ensure(self) -> ServingMaterial:
         secret = self.cached()
         for _ in range(10):
             if secret is None:

@@ -51,6 +51,7 @@ from webhook.admission import Mode, Reviewer, parse_mode, undecodable_lookup
 from webhook.certificates import CertificateStore, Secret, TlsReloader
 from webhook.configuration import MODE_LABEL, PATH, ConfigurationKeeper, ConfigurationSettings
 from webhook.listener import BoundedListener, ListenerLimits, bound_socket
+from webhook.metrics import count_verdict
 from webhook.settings import WebhookOptions, names
 
 log = logging.getLogger("dorgu.webhook")
@@ -297,6 +298,7 @@ class WebhookServer:
                     response = self._too_large()
                 else:
                     reply = self.reviewer.review(body)
+                    count_verdict(reply)
                     if reply.status >= 500:
                         metrics.WEBHOOK_PANICS.inc()
                     response = web.Response(

@@ -207,10 +207,14 @@ class PrometheusServer:
     """One ``prometheus`` process on ``127.0.0.1:<port>`` over ``data_dir``; :meth:`stop` and :meth:`start`
     again (same port, same data) to simulate an outage."""
 
-    def __init__(self, binaries: Binaries, data_dir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, binaries: Binaries, data_dir: Path, *, port: int | None = None, config: str | None = None
+    ) -> None:
         self.binaries = binaries
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.config_text = config or "global:\n  scrape_interval: 1m\nscrape_configs: []\n"
+        """prometheus.yml (default: scrape nothing); relative paths in it are relative to its directory."""
         self.config = data_dir.parent / "prometheus.yml"
         self.log_path = data_dir.parent / "prometheus.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -226,7 +230,7 @@ class PrometheusServer:
     def start(self, *, timeout_s: float = 60.0) -> None:
         if self.running:
             return
-        self.config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+        self.config.write_text(self.config_text)
         args = [
             self.binaries.prometheus,
             f"--config.file={self.config}",

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dorgu.domain import protocol as p
+from webhook.ws.metrics import WS_CLIENTS, WS_SUBSCRIPTIONS
 
 log = logging.getLogger("dorgu.websocket.hub")
 
@@ -158,6 +159,7 @@ class Topic:
         self._current_rv = current_rv
         self._by_ns: dict[str | None, set[Subscription]] = {}
         self.published = 0
+        self._subscriptions = WS_SUBSCRIPTIONS.labels(name)  # at 0 from the start: the series exists
 
     # -- publishing (called from informer handlers: synchronous, never awaits) ------------------------------
 
@@ -176,7 +178,10 @@ class Topic:
 
     def subscribe(self, sub: Subscription, *, resume_rv: str | None, server_id: str | None) -> str | None:
         """Register ``sub`` and queue its replay or snapshot, in one step. Returns the resume mode."""
-        self._by_ns.setdefault(sub.filter.namespace, set()).add(sub)
+        subs = self._by_ns.setdefault(sub.filter.namespace, set())
+        if sub not in subs:
+            subs.add(sub)
+            self._subscriptions.inc()
         if resume_rv is None:
             return None
         changes = self.ring.after(resume_rv) if server_id == self.server_id else None
@@ -190,8 +195,9 @@ class Topic:
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._by_ns.get(sub.filter.namespace)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
+            self._subscriptions.dec()
             if not subs:
                 del self._by_ns[sub.filter.namespace]
 
@@ -237,6 +243,7 @@ class Connection:
         self.sent = 0
         self.peak_bytes = 0
         """The most bytes ever queued at once (tests and metrics)."""
+        WS_CLIENTS.inc()  # until close()
 
     # -- queueing (synchronous) -----------------------------------------------------------------------------
 
@@ -312,6 +319,8 @@ class Connection:
             self.sent += 1
 
     def close(self) -> None:
+        if not self.closed:
+            WS_CLIENTS.dec()
         self.closed = True
         for sub in self.subs.values():
             sub.topic.unsubscribe(sub)
