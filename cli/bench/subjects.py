@@ -103,7 +103,10 @@ class Subject:
         raise NotImplementedError
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ)
+        """The checkout's own code first on PYTHONPATH (harmless for a subject that is not Python)."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
+        return env
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -174,11 +177,6 @@ class DorguOperator(Subject):
         ]  # fmt: skip
         return [*argv, f"--context={c.context}"] if c.context else argv
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
-        return env
-
     def process_names(self) -> dict[int, str]:
         names = {}
         for p in tree_pids(self.pid):
@@ -234,11 +232,6 @@ class KopfPeer(Subject):
             f"--revalidate-interval={c.heartbeat_s / 2:g}",
         ]  # fmt: skip
         return [*argv, f"--context={c.context}"] if c.context else argv
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
-        return env
 
 
 def parse_peers(raw: str | None) -> list[str]:

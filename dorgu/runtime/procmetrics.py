@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "Family", "Snapshot", "combine", "decode", "encode", "fetch", "fold", "retire", "serve", "snapshot",
+    "Family", "Snapshot", "combine", "fetch", "fold", "retire", "serve", "snapshot",
 ]  # fmt: skip
 
 MAX_SOCKET_PATH = 107
@@ -120,14 +120,6 @@ async def fetch(path: str, *, timeout_s: float = 5.0) -> Snapshot | None:
         return _decoder.decode(data)
     except (OSError, TimeoutError, msgspec.DecodeError):
         return None
-
-
-def encode(snap: Snapshot) -> bytes:
-    return _encoder.encode(snap)
-
-
-def decode(data: bytes) -> Snapshot:
-    return _decoder.decode(data)
 
 
 def retire(snap: Snapshot) -> Snapshot:
