@@ -368,7 +368,8 @@ def _children_running(module: bytes) -> list[int]:
                 cmdline = fh.read().split(b"\0")
         except OSError:
             continue
-        if ppid == me and module in cmdline:
+        # a spawned child has it as an argument; a forked one in its process title (one string)
+        if ppid == me and any(module in part for part in cmdline):
             pids.append(int(entry))
     return pids
 

@@ -184,7 +184,13 @@ class DorguOperator(Subject):
                 cmd = Path(f"/proc/{p}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
             except OSError:
                 continue
-            names[p] = "supervisor" if p == self.pid else (cmd[-1].decode() if len(cmd) > 1 else str(p))
+            # A spawned child's last argument is its component; a forked child's process title (one string)
+            # ends with it; the fork server's names its module.
+            last = cmd[-1].decode(errors="replace").split()[-1] if cmd and cmd[-1].strip() else str(p)
+            if p == self.pid:
+                names[p] = "supervisor"
+            else:
+                names[p] = "fork server" if last == "dorgu.runtime.forkserver" else last
         return names
 
     async def patch_requests(self) -> float | None:

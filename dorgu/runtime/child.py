@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -206,7 +207,8 @@ def _tune_gc() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Bootstrap one component; returns the process's exit code."""
+    """Bootstrap one component in a fresh interpreter (``python -m dorgu.runtime.child NAME``, the
+    bootstrap on stdin); returns the process's exit code."""
     # First thing: die with the supervisor. Then make sure it is still there: had it died before
     # prctl, we would already have been re-parented and the death signal would never come.
     _set_parent_death_signal()
@@ -216,15 +218,64 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group; the supervisor owns it and stops us with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    # Imported here, not at module level: the supervisor imports this module for ChildBootstrap.
-    from dorgu.runtime.logs import setup_logging
-
     try:
         boot = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=ChildBootstrap)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        # Imported here, not at module level: the supervisor imports this module for ChildBootstrap.
+        from dorgu.runtime.logs import setup_logging
+
         setup_logging("info", component=argv[0] if argv else None)
         log.error("bad bootstrap message on stdin: %s", exc)
         return EXIT_BOOTSTRAP_FAILED
+    return _run_component(boot)
+
+
+REPARENT_TIMEOUT_S = 5.0
+"""How long a forked child waits to be re-parented to the supervisor before it considers itself orphaned."""
+
+
+def forked_main(bootstrap: bytes, *, status_fd: int, supervisor_pid: int, name: str) -> int:
+    """Bootstrap one component in a process forked by the fork server (:mod:`dorgu.runtime.forkserver`):
+    the same component life as :func:`main`, without a fresh interpreter. ``status_fd`` is the status pipe
+    as received here (its number differs from the supervisor's)."""
+    # The intermediate process exits right after forking us; until then our parent is not the supervisor.
+    # The parent-death signal is armed only once it is, and the parent checked again after (as in main).
+    deadline = time.monotonic() + REPARENT_TIMEOUT_S
+    while os.getppid() != supervisor_pid:
+        if time.monotonic() > deadline:
+            return EXIT_ORPHANED
+        time.sleep(0.001)
+    _set_parent_death_signal()
+    if os.getppid() != supervisor_pid:
+        return EXIT_ORPHANED
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ[SUPERVISOR_PID_ENV] = str(supervisor_pid)
+    try:
+        import setproctitle
+
+        # Named like a spawned child in ps, top and /proc/PID/cmdline.
+        setproctitle.setproctitle(f"{sys.executable} -m dorgu.runtime.child {name}")
+    except ImportError:
+        pass
+    try:
+        boot = msgspec.msgpack.decode(bootstrap, type=ChildBootstrap)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        from dorgu.runtime.logs import setup_logging
+
+        setup_logging("info", component=name)
+        log.error("bad bootstrap message from the fork server: %s", exc)
+        return EXIT_BOOTSTRAP_FAILED
+    if boot.metrics_socket:  # sent as <dir>/0.sock: the pid was not known before the fork
+        boot = msgspec.structs.replace(
+            boot, metrics_socket=os.path.join(os.path.dirname(boot.metrics_socket), f"{os.getpid()}.sock")
+        )
+    return _run_component(msgspec.structs.replace(boot, status_fd=status_fd))
+
+
+def _run_component(boot: ChildBootstrap) -> int:
+    from dorgu.runtime.logs import setup_logging
+
     setup_logging(boot.log_level, component=boot.name)
     status = _StatusPipe(boot.status_fd)
     try:

@@ -64,7 +64,7 @@ def check_report(r: dict[str, Any], n: int) -> None:
     assert idle["window_s"] == 2 * idle["heartbeat_interval_s"] == 4
     assert idle["status_writes"] == idle["heartbeat_writes"] + idle["other_writes"]
 
-    assert set(r["rss_mib"]) == {"supervisor", "applicationpersona"}
+    assert set(r["rss_mib"]) == {"supervisor", "fork server", "applicationpersona"}
     assert all(v["rss_mib"] > 0 and v["peak_mib"] >= v["rss_mib"] for v in r["rss_mib"].values())
 
     ce = r["ceiling"]

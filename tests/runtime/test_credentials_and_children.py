@@ -148,10 +148,11 @@ def _ready(port: int) -> bool:
 
 
 def _children(pid: int) -> list[int]:
+    """The supervisor's component processes (not its fork server)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         out += [int(x) for x in (task / "children").read_text().split()]
-    return out
+    return [p for p in out if b"dorgu.runtime.child" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
