@@ -219,6 +219,21 @@ def parse_quantity(text: str | int) -> Quantity:
 
     Raises :class:`QuantityError` (a ``ValueError``) for anything else, including ``bool``/``float``.
     """
+    # Strings are parsed once: a Quantity is immutable, and a cluster's quantities are a few hundred
+    # distinct strings repeated on every container and persona — the exact Decimal arithmetic was 8 % of
+    # a reconcile. Errors are not cached (lru_cache stores results only); other types are never cached
+    # (True == 1 and unhashable values must get their own answers).
+    if type(text) is str:
+        return _parse_text(text)
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Quantity:
+    return _parse(text)
+
+
+def _parse(text: str | int) -> Quantity:
     if isinstance(text, bool) or not isinstance(text, int | str):
         raise QuantityError(repr(text), f"expected a string or an integer, not {type(text).__name__}")
     if isinstance(text, int):

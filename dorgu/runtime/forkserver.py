@@ -144,8 +144,12 @@ def _serve(sock: socket.socket, *, supervisor: int, preload: Sequence[str]) -> i
         setproctitle.setproctitle(f"{sys.executable} -m dorgu.runtime.forkserver")
     import gc
 
+    import prometheus_client
+
     from dorgu.runtime import child
 
+    # As in a spawned child: before any metric exists (the preloaded modules may create some at import).
+    prometheus_client.disable_created_metrics()
     for module in preload:
         with contextlib.suppress(Exception):  # the child reports it when it loads its target
             importlib.import_module(module)
