@@ -115,11 +115,11 @@ def plan_security(*, who: str, image: str, user: str, ports: list[int], volumes:
     ``user``: the Dockerfile's ``USER`` ("" when none); ``volumes``: the Dockerfile's ``VOLUME`` paths."""
     known = known_image(image) if image else None
     writes = list(dict.fromkeys([*volumes, *(known.writes if known else ())]))
-    low = sorted(p for p in ports if p < 1024)
+    low = sorted({p for p in ports if p < 1024})
     if _is_root(user) or (not user and known is not None and known.root):
         why = f"USER {user}" if user else f"the image {image} starts as root"
         fix = (known.fix if known and known.fix else "") or "add a non-root USER (e.g. USER 10001)"
-        if low:
+        if low and "port" not in fix:
             fix += f"; listen on a port ≥ 1024 instead of {', '.join(map(str, low))}"
         return SecurityPlan(
             run_as_non_root=False,

@@ -170,7 +170,9 @@ def coherence_problems(objs: Sequence[JSON]) -> list[str]:
             problems.append(f"{_ref(d)}: spec.selector does not select its own pod template labels")
     for st in _of_kind(objs, "StatefulSet"):
         if not any(_ns(s) == _ns(st) and _name(s) == st["spec"].get("serviceName") for s in services):
-            problems.append(f"{_ref(st)}: serviceName {st['spec'].get('serviceName')!r} is no generated Service")
+            problems.append(
+                f"{_ref(st)}: serviceName {st['spec'].get('serviceName')!r} is no generated Service"
+            )
 
     for s in services:
         selector: Mapping[str, str] = s["spec"].get("selector") or {}
