@@ -91,6 +91,8 @@ class GenContext:
     def ingress_enabled(self) -> bool:
         if self.workload is not None and (not self.workload.ingress or self.workload.kind != "Deployment"):
             return False
+        if not any(p.protocol == "TCP" for p in self.analysis.ports):  # an Ingress routes HTTP only
+            return False
         app_ing = self.configs.app.ingress
         if app_ing is not None and app_ing.enabled is not None:
             return bool(app_ing.enabled) and bool(self.analysis.ports)

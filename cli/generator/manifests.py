@@ -95,6 +95,18 @@ def _volume(m: Mount) -> dict[str, Any]:
     return {"name": m.name, "emptyDir": {"medium": "Memory"} if m.memory else {}}
 
 
+def _volume_mount(m: Mount, plan: SecurityPlan) -> dict[str, Any]:
+    """A claim mounted for an image that starts as root (the database images) uses a sub-directory: a fresh
+    volume's root may hold ``lost+found``, which makes postgres' and mysql's initialisation refuse the
+    directory; their entrypoints (root) own the sub-directory themselves."""
+    out: dict[str, Any] = {"name": m.name, "mountPath": m.path}
+    if m.claim and not plan.run_as_non_root and plan.run_as_user is None:
+        out["subPath"] = m.name
+    if m.read_only:
+        out["readOnly"] = True
+    return out
+
+
 def deployment(ctx: GenContext) -> dict[str, Any]:
     """The Deployment, or for a StatefulSet workload the StatefulSet (named volumes as claim templates)."""
     a = ctx.analysis
@@ -115,10 +127,7 @@ def deployment(ctx: GenContext) -> dict[str, Any]:
             "limits": {"cpu": res.limits.cpu, "memory": res.limits.memory},
         },
         "securityContext": csc,
-        "volumeMounts": [
-            {"name": m.name, "mountPath": m.path, **({"readOnly": True} if m.read_only else {})}
-            for m in mounts
-        ],
+        "volumeMounts": [_volume_mount(m, plan) for m in mounts],
         **_probes(ctx),
     }
     if ctx.workload is not None and ctx.workload.command:
@@ -277,7 +286,8 @@ def argocd_application(ctx: GenContext) -> dict[str, Any]:
                 "repoURL": repo,
                 "path": ctx.manifests_path,
                 "targetRevision": "HEAD",
-                **({"directory": {"recurse": True}} if ctx.project else {}),
+                # every workload's directory, not the Application itself (it would manage itself)
+                **({"directory": {"recurse": True, "exclude": "argocd/*"}} if ctx.project else {}),
             },
             "destination": {"server": argo.destination.server, "namespace": ctx.namespace},
             "syncPolicy": {

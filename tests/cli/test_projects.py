@@ -80,7 +80,7 @@ def _pod(obj: dict) -> dict:
     return obj["spec"]["template"]["spec"]
 
 
-@pytest.mark.parametrize("project", ["proxy-flask-mysql", "image-only", "udp-root"])
+@pytest.mark.parametrize("project", ["proxy-flask-mysql", "image-only", "wordpress-mysql", "udp-root"])
 def test_projects_dry_run_coherent_and_deterministic(project, run_cli, tmp_path, kube, namespace, argo_crd):
     src = tmp_path / "src" / project
     shutil.copytree(PROJECTS / project, src)
@@ -120,6 +120,9 @@ def test_proxy_backend_database(run_cli, tmp_path):
     assert _pod(db)["containers"][0]["livenessProbe"]["exec"]["command"] == [
         "mysqladmin", "ping", "-h", "127.0.0.1"]  # fmt: skip
     assert "k8s/db/persona.yaml" not in files
+    # the claim is mounted through a sub-directory: mysql refuses a data directory holding lost+found
+    mount = next(m for m in _pod(db)["containers"][0]["volumeMounts"] if m["name"] == "db-data")
+    assert mount == {"name": "db-data", "mountPath": "/var/lib/mysql", "subPath": "db-data"}
     # nginx's default image runs as root on port 80: no forced non-root, and a warning naming the fix
     proxy = _obj(files, "k8s/proxy/deployment.yaml")
     assert _pod(proxy)["securityContext"]["runAsNonRoot"] is False
@@ -130,7 +133,8 @@ def test_proxy_backend_database(run_cli, tmp_path):
     # one Application for the whole directory; one workflow building the back end's target only
     app = _obj(files, "k8s/argocd/application.yaml")
     assert app["metadata"]["name"] == "proxy-flask-mysql" and app["spec"]["source"]["directory"] == {
-        "recurse": True
+        "recurse": True,
+        "exclude": "argocd/*",
     }
     wf = files[".github/workflows/deploy.yaml"].decode()
     assert "- service: backend" in wf and 'target: "dev-envs"' in wf and "service: proxy" not in wf
