@@ -125,7 +125,10 @@ def run(argv: list[str]) -> int:
             continue
         prefix = f"{c.name}: " if project.multi else ""
         for line in probe_report(c.analysis):
-            out.print(line if not prefix else f"  {prefix}{line.strip()}")
+            if not prefix:
+                out.print(line)
+            elif line != "Probes:":
+                out.print(f"  {prefix}{line.strip()}")
     if args["--skip-validation"]:
         out.print()
     else:
