@@ -110,6 +110,8 @@ def run(argv: list[str]) -> int:
     for w in project.workloads:
         for warning in w.security.warnings:
             out.warning(warning)
+        for note in w.notes:
+            out.info(f"{w.service or w.name}: {note}")
     for c in prep.ctxs:
         w = c.workload
         if w is not None and w.image:  # an image-only service: its compose healthcheck or nothing

@@ -138,7 +138,7 @@ def analyze(
     )
     if primary is not None:
         ports += [(p.container, p.protocol.upper()) for p in primary.ports]
-        ports += [(p, "TCP") for p in primary.expose]
+        ports += [(p, "TCP") for p in primary.expose] + [(p, "UDP") for p in primary.expose_udp]
     if not ports and analysis.dockerfile:
         port_env = next((e.value for e in analysis.dockerfile.env_vars if e.name == "PORT"), "")
         if port_env.isdigit():

@@ -228,7 +228,14 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
             target = str(build.get("target") or "")
             build = str(build.get("context") or ".")
         deps = s.get("depends_on") or []
-        expose = [int(str(p).split("/")[0]) for p in s.get("expose") or [] if str(p).split("/")[0].isdigit()]
+        expose: list[int] = []
+        expose_udp: list[int] = []
+        for item in s.get("expose") or []:
+            number, _, proto = str(item).partition("/")
+            if not number.isdigit() or not 0 < int(number) < 65536:
+                notes.append(f"service {name}: expose {item!r} is not a port; ignored")
+                continue
+            (expose_udp if proto.lower() == "udp" else expose).append(int(number))
         try:
             ports = _ports(s.get("ports"), name, notes)
             mounts = _mounts(s.get("volumes"), name)
@@ -247,6 +254,7 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
                 healthcheck_command=_healthcheck_command(s.get("healthcheck")),
                 ports=ports,
                 expose=expose,
+                expose_udp=expose_udp,
                 environment=_env(s.get("environment")),
                 volumes=sorted(
                     str(v.get("target", "")) if isinstance(v, dict) else str(v)

@@ -86,6 +86,7 @@ class ComposeService(_M, kw_only=True):
     replicas: int = 0  # deploy.replicas (0: not given)
     ports: list[ComposePort] = msgspec.field(default_factory=list)
     expose: list[int] = msgspec.field(default_factory=list)
+    expose_udp: list[int] = msgspec.field(default_factory=list)  # ``expose: ["53/udp"]``
     environment: list[EnvVar] = msgspec.field(default_factory=list)
     volumes: list[str] = msgspec.field(default_factory=list)
     depends_on: list[str] = msgspec.field(default_factory=list)

@@ -99,6 +99,8 @@ class Workload:
     """compose ``command`` (the container's args)."""
     exec_probe: list[str] = field(default_factory=list)
     """A compose healthcheck that is no HTTP URL, as an exec probe."""
+    notes: list[str] = field(default_factory=list)
+    """What was done for the workload that the user should know (paths given a volume)."""
     fixed_replicas: int = 0
     """Replicas of an image-only service (no autoscaler); 0 for a built one (the scaling settings)."""
     claim_size: str = "1Gi"
@@ -157,13 +159,19 @@ def _mounts(svc: ComposeService, workload: str, warn: Callable[[str], None]) -> 
     return out
 
 
-def _with_writes(mounts: list[Mount], plan: SecurityPlan) -> list[Mount]:
-    """An ``emptyDir`` for each path the image writes that no mount covers (and ``/tmp``, always)."""
+def _with_writes(mounts: list[Mount], plan: SecurityPlan, notes: list[str]) -> list[Mount]:
+    """An ``emptyDir`` for each path the image writes that no mount covers, when the root filesystem is
+    read-only (and ``/tmp``, always)."""
     out = list(mounts)
-    for path in ["/tmp", *plan.writes]:
+    for path in ["/tmp", *(plan.writes if plan.read_only_root else [])]:
         covered = any(path == m.path or path.startswith(m.path.rstrip("/") + "/") for m in out)
         if not covered:
             out.append(Mount(name="tmp" if path == "/tmp" else dns_name(path), path=path))
+            if path != "/tmp":
+                notes.append(
+                    f"{path} is written by the image: an emptyDir is mounted there (its data does not "
+                    "survive a restart; declare a named volume in the compose file to keep it)"
+                )
     return out
 
 
@@ -172,7 +180,8 @@ def _image_only(
 ) -> Workload:
     kind = image_kind(svc.image)
     ports = [Port(port=p.container, protocol=p.protocol.upper(), purpose=kind) for p in svc.ports]
-    ports += [Port(port=p, purpose=kind) for p in svc.expose if all(q.port != p for q in ports)]
+    ports += [Port(port=p, purpose=kind) for p in svc.expose]
+    ports += [Port(port=p, protocol="UDP", purpose=kind) for p in svc.expose_udp]
     ports = list({(p.port, p.protocol): p for p in ports}.values())
     known = known_image(svc.image)
     if not ports and known is not None:  # what other services reach it on (compose needs no ports for that)
@@ -205,7 +214,8 @@ def _image_only(
     plan = plan_security(
         who=f"service {svc.name}", image=svc.image, user="", ports=[p.port for p in ports], volumes=[]
     )
-    mounts = _with_writes(_mounts(svc, name, warn), plan)
+    notes: list[str] = []
+    mounts = _with_writes(_mounts(svc, name, warn), plan, notes)
     stateful = kind in _STATEFUL_KINDS and any(m.claim for m in mounts)
     return Workload(
         analysis=a,
@@ -218,6 +228,7 @@ def _image_only(
         command=svc.command,
         exec_probe=[] if a.health_check else svc.healthcheck_command,
         fixed_replicas=replicas,
+        notes=notes,
     )
 
 
@@ -232,7 +243,8 @@ def built_workload(a: AppAnalysis, *, service: str = "", ingress: bool = True, w
         ports=ports,
         volumes=df.volumes if df else [],
     )
-    mounts = _with_writes(_mounts(svc, a.name, warn) if svc else [], plan)
+    notes: list[str] = []
+    mounts = _with_writes(_mounts(svc, a.name, warn) if svc else [], plan, notes)
     return Workload(
         analysis=a,
         security=plan,
@@ -243,6 +255,8 @@ def built_workload(a: AppAnalysis, *, service: str = "", ingress: bool = True, w
         ingress=ingress,
         mounts=mounts,
         command=svc.command if svc else [],
+        exec_probe=svc.healthcheck_command if svc and not (a.health_check and a.health_check.path) else [],
+        notes=notes,
     )
 
 
@@ -299,8 +313,15 @@ def analyze_project(
     config = app_config if service else _scoped(app_config)
     if not service:
         config = msgspec.structs.replace(config, app=msgspec.structs.replace(config.app, name=""))
+    taken: dict[str, str] = {}
     for svc in chosen:
         name = dns_name(svc.name)
+        if name in taken:
+            raise InputError(
+                f"{compose_file.name}: services {taken[name]!r} and {svc.name!r} both become the Kubernetes "
+                f"name {name!r}; rename one"
+            )
+        taken[name] = svc.name
         if name != svc.name:
             warn(
                 f"service {svc.name!r} is not a valid Kubernetes name; using {name!r} (other services that "
@@ -317,6 +338,10 @@ def analyze_project(
             if not svc.image:
                 raise InputError(f"{compose_file.name}: service {svc.name} has neither build nor image")
             project.workloads.append(_image_only(svc, info, name, config, warn))
+    for w in project.workloads:  # dependencies name the workloads as Kubernetes names them
+        for d in w.analysis.dependencies:
+            if d.source == "compose":
+                d.name = dns_name(d.name)
     built = [w for w in project.workloads if w.built]
     images = [w for w in project.workloads if not w.built]
     if not built:

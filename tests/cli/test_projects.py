@@ -223,6 +223,47 @@ def test_ci_and_argocd_paths_are_relative_to_the_git_root(run_cli, tmp_path, mon
     assert app["spec"]["source"]["path"] == "apps/svc/k8s"
 
 
+def test_a_project_in_a_repository_builds_from_the_repository_root(run_cli, tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    shutil.copytree(PROJECTS / "proxy-flask-mysql", repo / "shop")
+    monkeypatch.chdir(repo)
+    r = run_cli("generate", "shop", "-o", "shop/k8s")
+    assert r.code == 0, r.err
+    assert not (repo / "shop" / ".github").exists()
+    wf = (repo / ".github" / "workflows" / "deploy.yaml").read_text()
+    assert "context: shop/backend\n" in wf and "file: shop/backend/Dockerfile\n" in wf
+    assert 'sed -i -E "s|^(\\s*image: ).*$|\\1${IMAGE}|" "shop/k8s/${SERVICE}/deployment.yaml"' in wf
+    app = yaml.safe_load((repo / "shop" / "k8s" / "argocd" / "application.yaml").read_text())
+    assert app["spec"]["source"]["path"] == "shop/k8s"
+
+
+def test_paths_an_image_writes_get_a_volume_and_a_note(run_cli, tmp_path):
+    src = tmp_path / "src" / "image-only"
+    shutil.copytree(PROJECTS / "image-only", src)
+    r, files = _generate(run_cli, src, tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "prometheus: /prometheus is written by the image: an emptyDir is mounted there" in r.out + r.err
+    prom = _pod(_obj(files, "k8s/prometheus/deployment.yaml"))
+    assert {"name": "prometheus", "emptyDir": {}} in prom["volumes"]
+
+
+def test_compose_expose_keeps_udp_and_names_must_stay_distinct(run_cli, tmp_path):
+    c = parse_compose(
+        "services:\n  dns:\n    image: coredns/coredns\n    expose: ['53/udp', '53', '9153']\n",
+        path="compose.yaml",
+        app_name="x",
+    )
+    assert (c.services[0].expose, c.services[0].expose_udp) == ([53, 9153], [53])
+    app = tmp_path / "dup"
+    app.mkdir()
+    (app / "compose.yaml").write_text("services:\n  web_app:\n    image: a\n  web-app:\n    image: b\n")
+    r = run_cli("generate", str(app))
+    assert (
+        r.code == 2 and "services 'web-app' and 'web_app' both become the Kubernetes name 'web-app'" in r.err
+    )
+
+
 # --------------------------------------------------------------------------- the readers
 
 
