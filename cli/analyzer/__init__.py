@@ -57,6 +57,8 @@ def dns_name(raw: str) -> str:
 
 
 def _is_secret(var: EnvVar) -> bool:
+    if var.value.startswith("/run/secrets/"):  # a path to a mounted secret (``*_FILE``), not a secret
+        return False
     upper = var.name.upper()
     return any(h in upper for h in _SECRET_HINTS) or bool(_CRED_URL.search(var.value))
 

@@ -20,6 +20,7 @@ from cli.analyzer.dockerfile import healthcheck_from_command, port_range
 from cli.analyzer.model import (
     ComposeInfo,
     ComposePort,
+    ComposeSecret,
     ComposeService,
     ComposeVolume,
     Dependency,
@@ -202,6 +203,19 @@ def _healthcheck_lines(text: str) -> dict[str, int]:
     return out
 
 
+def _secrets(raw: Any) -> list[ComposeSecret]:
+    out = []
+    for item in raw or []:
+        if isinstance(item, dict):
+            source = str(item.get("source") or "")
+            target = str(item.get("target") or source)
+        else:
+            source = target = str(item)
+        if source:
+            out.append(ComposeSecret(source=source, target=target))
+    return out
+
+
 def _replicas(deploy: Any) -> int:
     r = deploy.get("replicas") if isinstance(deploy, dict) else None
     return r if isinstance(r, int) and r > 0 else 0
@@ -251,6 +265,7 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
                 mounts=mounts,
                 command=_command(s.get("command")),
                 replicas=_replicas(s.get("deploy")),
+                secrets=_secrets(s.get("secrets")),
                 healthcheck_command=_healthcheck_command(s.get("healthcheck")),
                 ports=ports,
                 expose=expose,
@@ -269,6 +284,11 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
         if svc.healthcheck is not None and svc.name in lines:
             svc.healthcheck.origin = f"{path}:{lines[svc.name]}"
     info = ComposeInfo(path=path, services=services, notes=notes)
+    top = doc.get("secrets")
+    if isinstance(top, dict):
+        info.secret_files = {
+            str(k): str(v.get("file") or "") for k, v in sorted(top.items()) if isinstance(v, dict)
+        }
     built = [s for s in services if s.build]
     depended = {d for s in services for d in s.depends_on}
     primary = (

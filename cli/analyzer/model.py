@@ -75,6 +75,11 @@ class ComposeVolume(_M, kw_only=True):
     read_only: bool = False
 
 
+class ComposeSecret(_M, kw_only=True):
+    source: str  # the top-level secret's name
+    target: str  # the file name under /run/secrets/ (or an absolute path)
+
+
 class ComposeService(_M, kw_only=True):
     name: str
     image: str = ""
@@ -84,6 +89,7 @@ class ComposeService(_M, kw_only=True):
     mounts: list[ComposeVolume] = msgspec.field(default_factory=list)
     command: list[str] = msgspec.field(default_factory=list)
     replicas: int = 0  # deploy.replicas (0: not given)
+    secrets: list[ComposeSecret] = msgspec.field(default_factory=list)
     ports: list[ComposePort] = msgspec.field(default_factory=list)
     expose: list[int] = msgspec.field(default_factory=list)
     expose_udp: list[int] = msgspec.field(default_factory=list)  # ``expose: ["53/udp"]``
@@ -99,6 +105,7 @@ class ComposeInfo(_M, kw_only=True):
     services: list[ComposeService] = msgspec.field(default_factory=list)
     primary: str = ""
     notes: list[str] = msgspec.field(default_factory=list)  # what the reader refused or changed
+    secret_files: dict[str, str] = msgspec.field(default_factory=dict)  # top-level secret → its file
 
 
 class CodeInfo(_M, kw_only=True):

@@ -71,6 +71,9 @@ class Mount:
     memory: bool = False
     """An ``emptyDir`` in memory (compose ``tmpfs``)."""
     read_only: bool = False
+    secret: str = ""
+    """A Secret's name (compose ``secrets``): its key ``key`` is mounted as the file ``path``."""
+    key: str = ""
 
 
 @dataclass
@@ -131,6 +134,8 @@ class Project:
 
 
 def _is_secret(var: EnvVar) -> bool:
+    if var.value.startswith("/run/secrets/"):  # a path to a mounted secret (``*_FILE``), not a secret
+        return False
     upper = var.name.upper()
     return any(h in upper for h in _SECRET_HINTS) or bool(_CRED_URL.search(var.value))
 
@@ -156,6 +161,22 @@ def _mounts(svc: ComposeService, workload: str, warn: Callable[[str], None]) -> 
             out.append(Mount(name=name, path=m.target, claim=f"{workload}-{name}", read_only=m.read_only))
         else:
             out.append(Mount(name=name, path=m.target, memory=m.type == "tmpfs", read_only=m.read_only))
+    return out
+
+
+def _secret_mounts(svc: ComposeService, info: ComposeInfo | None, notes: list[str]) -> list[Mount]:
+    """compose ``secrets``: the file ``/run/secrets/<target>`` from the Secret named like the compose secret
+    (key: that name), which the user creates from the compose secret's file."""
+    out = []
+    for s in svc.secrets:
+        name = dns_name(s.source)
+        path = s.target if s.target.startswith("/") else f"/run/secrets/{s.target}"
+        out.append(Mount(name=f"secret-{name}", path=path, secret=name, key=s.source, read_only=True))
+        source = (info.secret_files.get(s.source) if info else "") or "<file>"
+        notes.append(
+            f"{path} comes from the Secret {name} (key {s.source}); create it: kubectl create secret "
+            f"generic {name} --from-file={s.source}={source}"
+        )
     return out
 
 
@@ -215,7 +236,7 @@ def _image_only(
         who=f"service {svc.name}", image=svc.image, user="", ports=[p.port for p in ports], volumes=[]
     )
     notes: list[str] = []
-    mounts = _with_writes(_mounts(svc, name, warn), plan, notes)
+    mounts = _with_writes(_mounts(svc, name, warn), plan, notes) + _secret_mounts(svc, info, notes)
     stateful = kind in _STATEFUL_KINDS and any(m.claim for m in mounts)
     return Workload(
         analysis=a,
@@ -245,6 +266,20 @@ def built_workload(a: AppAnalysis, *, service: str = "", ingress: bool = True, w
     )
     notes: list[str] = []
     mounts = _with_writes(_mounts(svc, a.name, warn) if svc else [], plan, notes)
+    if svc is not None:
+        mounts += _secret_mounts(svc, a.compose, notes)
+    if df is not None and not df.user and plan.run_as_non_root:
+        notes.append(
+            f"{df.path} sets no USER: the pod runs as uid {plan.run_as_user} with a read-only root "
+            "filesystem (/tmp writable); if the app writes elsewhere, declare a VOLUME for that path in "
+            "the Dockerfile, or set USER"
+        )
+    claims = [m.claim for m in mounts if m.claim]
+    if claims:
+        notes.append(
+            f"volume {', '.join(claims)} is a ReadWriteOnce claim: replicas on other nodes cannot mount it "
+            "(use a ReadWriteMany storage class, or one replica)"
+        )
     return Workload(
         analysis=a,
         security=plan,

@@ -90,6 +90,8 @@ def _mounts(ctx: GenContext) -> list[Mount]:
 
 
 def _volume(m: Mount) -> dict[str, Any]:
+    if m.secret:
+        return {"name": m.name, "secret": {"secretName": m.secret}}
     if m.claim:
         return {"name": m.name, "persistentVolumeClaim": {"claimName": m.claim}}
     return {"name": m.name, "emptyDir": {"medium": "Memory"} if m.memory else {}}
@@ -100,7 +102,9 @@ def _volume_mount(m: Mount, plan: SecurityPlan) -> dict[str, Any]:
     volume's root may hold ``lost+found``, which makes postgres' and mysql's initialisation refuse the
     directory; their entrypoints (root) own the sub-directory themselves."""
     out: dict[str, Any] = {"name": m.name, "mountPath": m.path}
-    if m.claim and not plan.run_as_non_root and plan.run_as_user is None:
+    if m.secret:
+        out["subPath"] = m.key
+    elif m.claim and not plan.run_as_non_root and plan.run_as_user is None:
         out["subPath"] = m.name
     if m.read_only:
         out["readOnly"] = True

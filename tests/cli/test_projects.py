@@ -4,6 +4,9 @@
   stage (compose ``build.target``) that inherits the builder stage's EXPOSE and USER, MySQL with a named
   volume (a StatefulSet) and an exec healthcheck;
 * image-only: Prometheus + Grafana, nothing to build;
+* wordpress-mysql: WordPress + MySQL, both root images with named volumes;
+* react-rust-postgres: both built from their ``development`` stage (inheriting ``base``), dev bind mounts,
+  a build-cache volume, postgres with a compose secret (``POSTGRES_PASSWORD_FILE``);
 * udp-root: a Dockerfile with ``USER root``, UDP and TCP 53 and a port range.
 
 For each: every generated object passes server-side dry-run on the real control plane, every Service
@@ -80,7 +83,9 @@ def _pod(obj: dict) -> dict:
     return obj["spec"]["template"]["spec"]
 
 
-@pytest.mark.parametrize("project", ["proxy-flask-mysql", "image-only", "wordpress-mysql", "udp-root"])
+@pytest.mark.parametrize(
+    "project", ["proxy-flask-mysql", "image-only", "wordpress-mysql", "react-rust-postgres", "udp-root"]
+)
 def test_projects_dry_run_coherent_and_deterministic(project, run_cli, tmp_path, kube, namespace, argo_crd):
     src = tmp_path / "src" / project
     shutil.copytree(PROJECTS / project, src)
@@ -262,6 +267,34 @@ def test_compose_expose_keeps_udp_and_names_must_stay_distinct(run_cli, tmp_path
     assert (
         r.code == 2 and "services 'web-app' and 'web_app' both become the Kubernetes name 'web-app'" in r.err
     )
+
+
+def test_compose_secrets_are_mounted_from_secrets(run_cli, tmp_path):
+    src = tmp_path / "src" / "react-rust-postgres"
+    shutil.copytree(PROJECTS / "react-rust-postgres", src)
+    r, files = _generate(run_cli, src, tmp_path / "out")
+    assert r.code == 0, r.err
+    db = _pod(_obj(files, "k8s/db/statefulset.yaml"))
+    c = db["containers"][0]
+    # the *_FILE variable is a path, not a secret value; the file comes from the Secret named like the
+    # compose secret, and the output says how to create it from the compose secret's file
+    assert {"name": "POSTGRES_PASSWORD_FILE", "value": "/run/secrets/db-password"} in c["env"]
+    assert {
+        "name": "secret-db-password",
+        "mountPath": "/run/secrets/db-password",
+        "subPath": "db-password",
+        "readOnly": True,
+    } in c["volumeMounts"]
+    assert {"name": "secret-db-password", "secret": {"secretName": "db-password"}} in db["volumes"]
+    assert "kubectl create secret generic db-password --from-file=db-password=db/password.txt" in r.out
+    backend = _pod(_obj(files, "k8s/backend/deployment.yaml"))["containers"][0]
+    assert [p["containerPort"] for p in backend["ports"]] == [8000]
+    assert "backend/Dockerfile sets no USER: the pod runs as uid 65532" in r.out
+    # the front end is built from its node `development` target, not the last (nginx) stage: no root
+    frontend = _pod(_obj(files, "k8s/frontend/deployment.yaml"))
+    assert frontend["securityContext"]["runAsNonRoot"] is True
+    assert [p["containerPort"] for p in frontend["containers"][0]["ports"]] == [3000]
+    assert "service frontend: runs as root" not in r.out
 
 
 # --------------------------------------------------------------------------- the readers
