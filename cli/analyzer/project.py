@@ -30,6 +30,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,6 +181,20 @@ def _secret_mounts(svc: ComposeService, info: ComposeInfo | None, notes: list[st
     return out
 
 
+def _unique(mounts: list[Mount]) -> list[Mount]:
+    """Volume names unique within the pod (a named volume called ``tmp`` and the ``/tmp`` emptyDir…)."""
+    seen: set[str] = set()
+    out = []
+    for m in mounts:
+        name, n = m.name, 1
+        while name in seen:
+            n += 1
+            name = f"{m.name[:60]}-{n}"
+        seen.add(name)
+        out.append(m if name == m.name else dataclasses.replace(m, name=name))
+    return out
+
+
 def _with_writes(mounts: list[Mount], plan: SecurityPlan, notes: list[str]) -> list[Mount]:
     """An ``emptyDir`` for each path the image writes that no mount covers, when the root filesystem is
     read-only (and ``/tmp``, always)."""
@@ -236,7 +251,7 @@ def _image_only(
         who=f"service {svc.name}", image=svc.image, user="", ports=[p.port for p in ports], volumes=[]
     )
     notes: list[str] = []
-    mounts = _with_writes(_mounts(svc, name, warn), plan, notes) + _secret_mounts(svc, info, notes)
+    mounts = _unique(_with_writes(_mounts(svc, name, warn), plan, notes) + _secret_mounts(svc, info, notes))
     stateful = kind in _STATEFUL_KINDS and any(m.claim for m in mounts)
     return Workload(
         analysis=a,
@@ -267,7 +282,7 @@ def built_workload(a: AppAnalysis, *, service: str = "", ingress: bool = True, w
     notes: list[str] = []
     mounts = _with_writes(_mounts(svc, a.name, warn) if svc else [], plan, notes)
     if svc is not None:
-        mounts += _secret_mounts(svc, a.compose, notes)
+        mounts = _unique(mounts + _secret_mounts(svc, a.compose, notes))
     if df is not None and not df.user and plan.run_as_non_root:
         notes.append(
             f"{df.path} sets no USER: the pod runs as uid {plan.run_as_user} with a read-only root "

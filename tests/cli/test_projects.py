@@ -297,6 +297,22 @@ def test_compose_secrets_are_mounted_from_secrets(run_cli, tmp_path):
     assert "service frontend: runs as root" not in r.out
 
 
+def test_volume_names_stay_unique_in_the_pod(run_cli, tmp_path, kube, namespace, argo_crd):
+    app = tmp_path / "cache"
+    app.mkdir()
+    (app / "compose.yaml").write_text(
+        "services:\n  cache:\n    image: grafana/grafana:11.1.0\n    ports: ['3000:3000']\n"
+        "    volumes: ['tmp:/var/lib/grafana', '/scratch']\n  web:\n    image: nginxinc/nginx-unprivileged\n"
+        "    ports: ['8080:8080']\nvolumes:\n  tmp: {}\n"
+    )
+    r, files = _generate(run_cli, app, tmp_path / "out")
+    assert r.code == 0, r.err
+    pod = _pod(_obj(files, "k8s/cache/deployment.yaml"))
+    names = [v["name"] for v in pod["volumes"]]
+    assert sorted(names) == ["tmp", "tmp-2", "vol-1"], names
+    _checked(kube, namespace, files)
+
+
 # --------------------------------------------------------------------------- the readers
 
 
