@@ -71,7 +71,7 @@ def _ports(raw: Any, svc: str, notes: list[str]) -> list[ComposePort]:
         if isinstance(item, dict):  # long syntax
             target = item.get("target")
             if target is None:
-                raise InputError(f"service {svc}: a long-syntax port needs 'target'")
+                raise ValueError("a long-syntax port needs 'target'")
             published = str(item.get("published") or "0").split("-")[0]
             proto = str(item.get("protocol") or "tcp").lower()
             first, _, last = str(target).partition("-")
@@ -119,7 +119,7 @@ def _mounts(raw: Any, svc: str) -> list[ComposeVolume]:
             kind = "bind" if source.startswith((".", "/", "~")) else "volume"
             ro = "ro" in mode.split(",")
         if not target.startswith("/"):
-            raise InputError(f"service {svc}: volume {v!r} needs an absolute container path")
+            raise ValueError(f"volume {v!r} needs an absolute container path")
         out.append(ComposeVolume(target=target, source=source, type=kind, read_only=ro))
     return out
 
@@ -252,9 +252,12 @@ def parse_compose(text: str, *, path: str, app_name: str) -> ComposeInfo:
             (expose_udp if proto.lower() == "udp" else expose).append(int(number))
         try:
             ports = _ports(s.get("ports"), name, notes)
-            mounts = _mounts(s.get("volumes"), name)
         except (TypeError, ValueError) as e:
             raise InputError(f"{path}: service {name}: bad port: {e}") from e
+        try:
+            mounts = _mounts(s.get("volumes"), name)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: service {name}: {e}") from e
         services.append(
             ComposeService(
                 name=str(name),

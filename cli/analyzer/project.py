@@ -40,6 +40,7 @@ import msgspec
 
 from cli.analyzer import analyze, dns_name
 from cli.analyzer.compose import COMPOSE_NAMES, compose_dependencies, image_kind, parse_compose
+from cli.analyzer.dockerfile import DOCKERFILE_NAMES
 from cli.analyzer.llm import Provider
 from cli.analyzer.model import AppAnalysis, ComposeInfo, ComposeService, EnvVar, HealthCheck, Port, Scaling
 from cli.analyzer.security import SecurityPlan, known_image, plan_security
@@ -310,6 +311,19 @@ def built_workload(a: AppAnalysis, *, service: str = "", ingress: bool = True, w
     )
 
 
+def _check_build(svc: ComposeService, app_dir: Path, compose: str) -> None:
+    """A built service's context must be a directory inside the app directory, holding its Dockerfile."""
+    context = (app_dir / svc.build).resolve()
+    where = f"{compose}: service {svc.name}: build context {svc.build!r}"
+    if not context.is_relative_to(app_dir):
+        raise InputError(f"{where} is outside {app_dir}; point dorgu at the directory that holds both")
+    if not context.is_dir():
+        raise InputError(f"{where} is not a directory ({context})")
+    names = ((svc.dockerfile,) if svc.dockerfile else ()) + DOCKERFILE_NAMES
+    if not any((context / n).is_file() for n in names):
+        raise InputError(f"{where} holds no {svc.dockerfile or 'Dockerfile'} (looked in {context})")
+
+
 def analyze_project(
     path: Path,
     *,
@@ -378,6 +392,7 @@ def analyze_project(
                 f"name it as a host must use {name!r})"
             )
         if svc.build:
+            _check_build(svc, app_dir, compose_file.name)
             a = analyze(app_dir, app_config=config, provider=provider, warn=warn, service=svc.name, name=name)
             project.workloads.append(
                 built_workload(

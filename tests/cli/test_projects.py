@@ -313,6 +313,49 @@ def test_volume_names_stay_unique_in_the_pod(run_cli, tmp_path, kube, namespace,
     _checked(kube, namespace, files)
 
 
+@pytest.mark.parametrize(
+    ("compose", "message"),
+    [
+        (
+            "services:\n  a:\n    build: ../elsewhere\n  b:\n    image: redis\n",
+            "compose.yaml: service a: build context '../elsewhere' is outside ",
+        ),
+        (
+            "services:\n  a:\n    build: missing\n  b:\n    image: redis\n",
+            "compose.yaml: service a: build context 'missing' is not a directory",
+        ),
+        (
+            "services:\n  a:\n    build: .\n  b:\n    image: redis\n",
+            "compose.yaml: service a: build context '.' holds no Dockerfile",
+        ),
+        (
+            "services:\n  a:\n    image: nginx\n    ports: [{published: 80}]\n",
+            "compose.yaml: service a: bad port: a long-syntax port needs 'target'",
+        ),
+        (
+            "services:\n  a:\n    image: nginx\n    volumes: [{type: volume, source: v}]\n",
+            "compose.yaml: service a: volume {'type': 'volume', 'source': 'v'} needs an absolute container "
+            "path",
+        ),
+    ],
+    ids=[
+        "context-outside",
+        "context-missing",
+        "no-dockerfile",
+        "port-without-target",
+        "volume-without-target",
+    ],
+)
+def test_bad_compose_input_is_named_and_nothing_is_written(run_cli, tmp_path, cli_env, compose, message):
+    app = tmp_path / "bad"
+    app.mkdir()
+    (app / "compose.yaml").write_text(compose)
+    r = run_cli("generate", str(app))
+    assert r.code == 2, r.err
+    assert f"Error: {message}" in r.err
+    assert list(cli_env.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- the readers
 
 
