@@ -130,7 +130,8 @@ def prepare(
         )
         for w in project.workloads
     ]
-    main = next((c for c in ctxs if c.workload and c.workload.service == project.primary), ctxs[0])
+    deployments = [c for c in ctxs if c.workload is None or c.workload.kind == "Deployment"] or ctxs
+    main = next((c for c in ctxs if c.workload and c.workload.service == project.primary), deployments[0])
     return Prepared(analysis=main.analysis, configs=configs, ctx=main, project=project, ctxs=ctxs)
 
 

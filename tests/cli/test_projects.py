@@ -430,3 +430,12 @@ def test_security_from_the_image():
         who="p", image="nginxinc/nginx-unprivileged:1.25", user="", ports=[8080], volumes=[]
     )
     assert (unpriv.run_as_user, unpriv.read_only_root) == (101, True) and "/var/cache/nginx" in unpriv.writes
+
+
+def test_persona_generate_on_a_project_describes_a_deployment(run_cli, tmp_path):
+    # services sort as db (a StatefulSet, which no persona matches), wordpress: the persona is wordpress's
+    r = run_cli("persona", "generate", str(PROJECTS / "wordpress-mysql"), "--dry-run")
+    assert r.code == 0, r.err
+    persona = yaml.safe_load(r.out)
+    assert persona["spec"]["name"] == "wordpress"
+    assert persona["spec"]["policies"]["security"]["runAsNonRoot"] is False
