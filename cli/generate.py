@@ -8,10 +8,18 @@ deterministic: the same input always gives byte-identical files.
 Files (relative to --output; `../` ones are siblings of it):
   deployment.yaml, service.yaml, ingress.yaml, hpa.yaml, argocd/application.yaml,
   ../.github/workflows/deploy.yaml, ../PERSONA.md, persona.yaml
+The workflow goes to the git repository root's .github/workflows/ when --output is inside the repository
+(Argo CD and CI paths are then relative to that root).
+
+A compose project becomes one workload per service, each in its own directory (<service>/deployment.yaml
+or statefulset.yaml, service.yaml, pvc-*.yaml, hpa.yaml, persona.yaml): services built from source from
+their own Dockerfile stage and code, image-only ones (databases, proxies) from their image with the compose
+ports, environment, volumes and healthcheck. One Argo CD Application and one workflow cover them all.
 
 Options:
   -o DIR --output=DIR    Output directory, relative to the current directory [default: ./k8s].
   -n NAME --name=NAME    Application name (default: app.name in .dorgu.yaml, else the directory name).
+  --service=NAME         Only this compose service (the single-app layout, named after the service).
   --namespace=NS         Target namespace (default: global defaults.namespace, else "default").
   --dry-run              Print the files instead of writing them.
   --force                Overwrite files edited since dorgu generated them (default: keep them).
@@ -51,7 +59,7 @@ from docopt import docopt
 
 from cli import kube
 from cli.analyzer.probes import probe_report
-from cli.generator import generate_files, hpa_api_version
+from cli.generator import generate_files, generate_project_files, hpa_api_version
 from cli.generator.validate import report, validate
 from cli.output import Output
 from cli.pipeline import manifests_path_for, prepare
@@ -66,31 +74,67 @@ def run(argv: list[str]) -> int:
     output = Path(args["--output"])
     spinner = Spinner("Analyzing application...")
     try:
-        prep = prepare(args, out, spinner=spinner, manifests_path=manifests_path_for(output))
+        prep = prepare(args, out, spinner=spinner, manifests_path=manifests_path_for(output), output=output)
         spinner.update("Generating manifests...")
-        ctx = prep.ctx
+        hpa_version = prep.ctx.hpa_api_version
         if args["--kube-version"]:
-            ctx.hpa_api_version = hpa_api_version(args["--kube-version"])
+            hpa_version = hpa_api_version(args["--kube-version"])
         elif kube.kubeconfig_available(args["--kubeconfig"]):
-            ctx.hpa_api_version = (
+            hpa_version = (
                 kube.discover_hpa_version(kubeconfig=args["--kubeconfig"], context=args["--context"])
-                or ctx.hpa_api_version
+                or hpa_version
             )
-        files = generate_files(
-            ctx,
-            skip_argocd=args["--skip-argocd"],
-            skip_ci=args["--skip-ci"],
-            skip_persona=args["--skip-persona"],
-        )
+        for c in prep.ctxs:
+            c.hpa_api_version = hpa_version
+        skips = {
+            "skip_argocd": args["--skip-argocd"],
+            "skip_ci": args["--skip-ci"],
+            "skip_persona": args["--skip-persona"],
+        }
+        if prep.project.multi:
+            files = generate_project_files(prep.ctxs, project=prep.project.name, **skips)
+        else:
+            files = generate_files(prep.ctx, **skips)
     finally:
         spinner.stop()
     out.print()
-    for line in probe_report(prep.analysis):
-        out.print(line)
+    project = prep.project
+    if project.multi:
+        out.info(f"{project.compose_path}: {len(project.workloads)} workloads")
+        for w in project.workloads:
+            source = f"image {w.image}" if w.image else f"built from {w.build_context}"
+            ports = ", ".join(f"{p.port}/{p.protocol}" for p in w.analysis.ports) or "no ports"
+            out.print(f"  {w.name}: {w.kind}, {source}, {ports}")
+    for note in project.notes:
+        out.info(note)
+    for w in project.workloads:
+        for warning in w.security.warnings:
+            out.warning(warning)
+        for note in w.notes:
+            out.info(f"{w.service or w.name}: {note}")
+    for c in prep.ctxs:
+        w = c.workload
+        if w is not None and w.image:  # an image-only service: its compose healthcheck or nothing
+            hc = c.analysis.health_check
+            probe = (
+                f"GET {hc.path} (port {hc.port}) from {hc.origin}"
+                if hc is not None and hc.path
+                else f"exec {' '.join(w.exec_probe)} from the compose healthcheck"
+                if w.exec_probe
+                else "none (the compose service has no healthcheck)"
+            )
+            out.print(f"  {c.name}: Probes: {probe}")
+            continue
+        prefix = f"{c.name}: " if project.multi else ""
+        for line in probe_report(c.analysis):
+            if not prefix:
+                out.print(line)
+            elif line != "Probes:":
+                out.print(f"  {prefix}{line.strip()}")
     if args["--skip-validation"]:
         out.print()
     else:
-        issues = validate(ctx)
+        issues = list(dict.fromkeys(i for c in prep.ctxs for i in validate(c)))
         out.print()
         if any(i.severity == "error" for i in issues):
             out.warning("Validation found issues")

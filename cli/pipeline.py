@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.analyzer import analyze, dns_name
+from cli.analyzer import dns_name
 from cli.analyzer.llm import make_provider
 from cli.analyzer.model import AppAnalysis
+from cli.analyzer.project import Project, analyze_project
 from cli.errors import InputError
 from cli.generator import GenContext
 from cli.names import check_label
@@ -21,11 +22,33 @@ from cli.spinner import Spinner
 @dataclass
 class Prepared:
     analysis: AppAnalysis
+    """The main workload's (the compose file's primary service, else the first)."""
     configs: Configs
     ctx: GenContext
+    """The main workload's context (what ``persona generate|apply`` describe)."""
+    project: Project
+    ctxs: list[GenContext]
+    """One per workload, in the project's order."""
 
 
-def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_path: str = "k8s") -> Prepared:
+def git_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``.git`` (a directory, or a worktree's file)."""
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+def prepare(
+    args: dict[str, Any],
+    out: Output,
+    *,
+    spinner: Spinner,
+    manifests_path: str = "k8s",
+    output: Path | None = None,
+) -> Prepared:
+    """``output``: the output directory; when it lies inside the app's git repository, the Argo CD path and
+    the CI paths are relative to that repository's root and the workflow goes to its ``.github/``."""
     raw = args.get("PATH") or "."
     app_dir = Path(raw).absolute()
     if not app_dir.exists():
@@ -69,21 +92,47 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
             base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
         )
     spinner.start()
-    analysis = analyze(app_dir, app_config=configs.app, provider=provider, warn=warn)
+    service = args.get("--service") or ""
+    project = analyze_project(app_dir, app_config=configs.app, provider=provider, warn=warn, service=service)
     if args.get("--name"):
-        analysis.name = args["--name"]
+        if project.multi:
+            project.name = args["--name"]
+        else:
+            project.workloads[0].analysis.name = args["--name"]
+            project.name = args["--name"]
+    root = git_root(app_dir.resolve())
+    repo_prefix = ""
+    workflow_path = "../.github/workflows/deploy.yaml"
+    if root is not None:
+        repo_prefix = app_dir.resolve().relative_to(root).as_posix()
+        repo_prefix = "" if repo_prefix == "." else repo_prefix
+        if output is not None and output.absolute().resolve().is_relative_to(root):
+            out_abs = output.absolute().resolve()
+            manifests_path = out_abs.relative_to(root).as_posix()
+            workflow_path = Path(
+                os.path.relpath(root / ".github" / "workflows" / "deploy.yaml", out_abs)
+            ).as_posix()
     namespace = first(namespace_flag, g.defaults.namespace, "default")
     if not namespace_flag:
         check_label(namespace, what=f"defaults.namespace in {configs.global_path}")
     registry = first(ws.ci.registry, g.defaults.registry, "")
-    ctx = GenContext(
-        analysis=analysis,
-        configs=configs,
-        namespace=namespace,
-        registry=registry,
-        manifests_path=manifests_path,
-    )
-    return Prepared(analysis=analysis, configs=configs, ctx=ctx)
+    ctxs = [
+        GenContext(
+            analysis=w.analysis,
+            configs=configs,
+            namespace=namespace,
+            registry=registry,
+            manifests_path=manifests_path,
+            workload=w,
+            project=project.name if project.multi else "",
+            repo_prefix=repo_prefix,
+            workflow_path=workflow_path,
+        )
+        for w in project.workloads
+    ]
+    deployments = [c for c in ctxs if c.workload is None or c.workload.kind == "Deployment"] or ctxs
+    main = next((c for c in ctxs if c.workload and c.workload.service == project.primary), deployments[0])
+    return Prepared(analysis=main.analysis, configs=configs, ctx=main, project=project, ctxs=ctxs)
 
 
 def manifests_path_for(output: Path) -> str:

@@ -57,6 +57,8 @@ def dns_name(raw: str) -> str:
 
 
 def _is_secret(var: EnvVar) -> bool:
+    if var.value.startswith("/run/secrets/"):  # a path to a mounted secret (``*_FILE``), not a secret
+        return False
     upper = var.name.upper()
     return any(h in upper for h in _SECRET_HINTS) or bool(_CRED_URL.search(var.value))
 
@@ -67,15 +69,21 @@ def analyze(
     app_config: AppConfig,
     provider: Provider | None = None,
     warn: Callable[[str], None] = lambda _m: None,
+    service: str = "",
+    name: str = "",
 ) -> AppAnalysis:
+    """``service``: the compose service to analyze (its build context, Dockerfile, ``build.target``,
+    ports, environment and dependencies); default: the compose file's primary service. ``name``: the
+    workload's name (default: the app's)."""
     app_dir = path.resolve()
     if not app_dir.exists():
         raise InputError(f"path does not exist: {app_dir}")
     if not app_dir.is_dir():
         raise InputError(f"not a directory: {app_dir} (point dorgu at the application's directory)")
     app = app_config.app
-    name = app.name or dns_name(app_dir.name)
-    if not app.name and name != app_dir.name:
+    given = name
+    name = name or app.name or dns_name(app_dir.name)
+    if not given and not app.name and name != app_dir.name:
         warn(f"directory name {app_dir.name!r} is not a valid Kubernetes name; using {name!r}")
     analysis = AppAnalysis(name=name, source_dir=".")
 
@@ -85,6 +93,8 @@ def analyze(
     if compose_file is not None:
         text = read_text(compose_file, what="compose file") or ""
         analysis.compose = parse_compose(text, path=compose_file.name, app_name=name)
+        if service:
+            analysis.compose.primary = service
         primary = next((s for s in analysis.compose.services if s.name == analysis.compose.primary), None)
         if primary is not None and primary.build:
             candidate = (app_dir / primary.build).resolve()
@@ -92,15 +102,25 @@ def analyze(
                 source_dir = candidate
                 analysis.source_dir = candidate.relative_to(app_dir).as_posix() or "."
 
-    docker_file = next((app_dir / n for n in DOCKERFILE_NAMES if (app_dir / n).is_file()), None)
-    if docker_file is None and source_dir != app_dir:
-        names = ((primary.dockerfile,) if primary and primary.dockerfile else ()) + DOCKERFILE_NAMES
+    # the Dockerfile: the built service's own (in its build context, compose's build.dockerfile first),
+    # else the app directory's
+    docker_file = None
+    if primary is not None and primary.build:
+        names = ((primary.dockerfile,) if primary.dockerfile else ()) + DOCKERFILE_NAMES
         docker_file = next((source_dir / n for n in names if (source_dir / n).is_file()), None)
+    if docker_file is None:
+        docker_file = next((app_dir / n for n in DOCKERFILE_NAMES if (app_dir / n).is_file()), None)
     if docker_file is not None:
         text = read_text(docker_file, what="Dockerfile") or ""
+        shown = docker_file.relative_to(app_dir).as_posix() if docker_file.is_relative_to(app_dir) else ""
         analysis.dockerfile = parse_dockerfile(
-            text, path=docker_file.relative_to(app_dir).as_posix(), shown=str(docker_file)
+            text,
+            path=shown or docker_file.name,
+            shown=str(docker_file),
+            target=primary.target if primary is not None and primary.build else "",
         )
+        for note in analysis.dockerfile.notes:
+            warn(note)
     if analysis.dockerfile is None and analysis.compose is None:
         raise InputError(
             f"no Dockerfile or compose file found in {app_dir} (looked for "
@@ -113,15 +133,19 @@ def analyze(
     analysis.code = analyze_code(source_dir, on_unreadable=unreadable, prefix=analysis.source_dir)
     analysis.language, analysis.framework = analysis.code.language, analysis.code.framework
 
-    # ports: the final stage's EXPOSE, then the app service's compose ports; ENV PORT as a last resort
-    ports: list[int] = list(analysis.dockerfile.ports) if analysis.dockerfile else []
+    # ports: the built stage's EXPOSE, then the app service's compose ports; ENV PORT as a last resort;
+    # each keeps its protocol (UDP stays UDP)
+    ports: list[tuple[int, str]] = (
+        [(p.port, p.protocol) for p in analysis.dockerfile.exposed] if analysis.dockerfile else []
+    )
     if primary is not None:
-        ports += [p.container for p in primary.ports] + primary.expose
+        ports += [(p.container, p.protocol.upper()) for p in primary.ports]
+        ports += [(p, "TCP") for p in primary.expose] + [(p, "UDP") for p in primary.expose_udp]
     if not ports and analysis.dockerfile:
         port_env = next((e.value for e in analysis.dockerfile.env_vars if e.name == "PORT"), "")
         if port_env.isdigit():
-            ports.append(int(port_env))
-    analysis.ports = [Port(port=p) for p in dict.fromkeys(ports)]
+            ports.append((int(port_env), "TCP"))
+    analysis.ports = [Port(port=p, protocol=proto) for p, proto in dict.fromkeys(ports)]
 
     # environment: what compose gives the app service at run time (the image already has its ENV)
     if primary is not None:
@@ -154,7 +178,8 @@ def analyze(
     analysis.dependencies = [deps[k] for k in sorted(deps)]
 
     # health: app config > routes the app serves > Dockerfile HEALTHCHECK > compose healthcheck
-    first_port = analysis.ports[0].port if analysis.ports else 8080
+    tcp = [p.port for p in analysis.ports if p.protocol == "TCP"]
+    first_port = tcp[0] if tcp else 8080
     hc: HealthCheck | None = None
     code = analysis.code
     if code.health_path:

@@ -55,6 +55,11 @@ class DockerfileInfo(_M, kw_only=True):
     user: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     healthcheck: HealthCheck | None = None
+    target: str = ""  # the stage that was read: the build target (compose ``build.target``), else the last
+    base_chain: list[str] = msgspec.field(default_factory=list)  # the target's stages, outermost image first
+    exposed: list[Port] = msgspec.field(default_factory=list)  # EXPOSE with protocols (ranges expanded)
+    volumes: list[str] = msgspec.field(default_factory=list)  # VOLUME paths: where the image writes
+    notes: list[str] = msgspec.field(default_factory=list)  # what the reader refused or changed, for warnings
 
 
 class ComposePort(_M, kw_only=True):
@@ -63,23 +68,44 @@ class ComposePort(_M, kw_only=True):
     protocol: str = "tcp"
 
 
+class ComposeVolume(_M, kw_only=True):
+    target: str
+    source: str = ""  # a named volume, a host path (bind) or "" (anonymous)
+    type: str = "volume"  # volume | bind | tmpfs
+    read_only: bool = False
+
+
+class ComposeSecret(_M, kw_only=True):
+    source: str  # the top-level secret's name
+    target: str  # the file name under /run/secrets/ (or an absolute path)
+
+
 class ComposeService(_M, kw_only=True):
     name: str
     image: str = ""
     build: str = ""
     dockerfile: str = ""
+    target: str = ""  # build.target: the Dockerfile stage compose builds
+    mounts: list[ComposeVolume] = msgspec.field(default_factory=list)
+    command: list[str] = msgspec.field(default_factory=list)
+    replicas: int = 0  # deploy.replicas (0: not given)
+    secrets: list[ComposeSecret] = msgspec.field(default_factory=list)
     ports: list[ComposePort] = msgspec.field(default_factory=list)
     expose: list[int] = msgspec.field(default_factory=list)
+    expose_udp: list[int] = msgspec.field(default_factory=list)  # ``expose: ["53/udp"]``
     environment: list[EnvVar] = msgspec.field(default_factory=list)
     volumes: list[str] = msgspec.field(default_factory=list)
     depends_on: list[str] = msgspec.field(default_factory=list)
     healthcheck: HealthCheck | None = None
+    healthcheck_command: list[str] = msgspec.field(default_factory=list)  # a test that is no HTTP URL
 
 
 class ComposeInfo(_M, kw_only=True):
     path: str = ""
     services: list[ComposeService] = msgspec.field(default_factory=list)
     primary: str = ""
+    notes: list[str] = msgspec.field(default_factory=list)  # what the reader refused or changed
+    secret_files: dict[str, str] = msgspec.field(default_factory=dict)  # top-level secret → its file
 
 
 class CodeInfo(_M, kw_only=True):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from cli.analyzer.model import AppAnalysis
+from cli.analyzer.project import Workload
 from cli.settings import Configs, CpuMem, ResourceProfile, profile_for
 
 HTTP_PORTS = (80, 8080, 3000, 5000, 8000)
@@ -37,6 +38,14 @@ class GenContext:
     hpa_api_version: str = "autoscaling/v2"
     manifests_path: str = "k8s"
     """The output directory as seen from the repository root (Argo CD ``source.path``, the CI workflow)."""
+    workload: Workload | None = None
+    """The workload this context describes (its image, security, volumes); ``None``: the analysis alone."""
+    project: str = ""
+    """The project's name when it has several workloads (label ``app.kubernetes.io/part-of``)."""
+    repo_prefix: str = ""
+    """The app directory relative to the git repository root (CI build contexts); "" at the root."""
+    workflow_path: str = "../.github/workflows/deploy.yaml"
+    """Where the CI workflow goes, relative to the output directory (the repository root's .github/)."""
 
     @property
     def name(self) -> str:
@@ -44,11 +53,15 @@ class GenContext:
 
     @property
     def image(self) -> str:
+        if self.workload is not None and self.workload.image:
+            return self.workload.image
         return f"{self.registry.rstrip('/')}/{self.name}:latest" if self.registry else f"{self.name}:latest"
 
     def labels(self) -> dict[str, str]:
         a, c = self.analysis, self.configs
         labels = {"app.kubernetes.io/name": self.name, "app.kubernetes.io/managed-by": "dorgu"}
+        if self.project and label_value(self.project):
+            labels["app.kubernetes.io/part-of"] = label_value(self.project)
         if a.team and label_value(a.team):
             labels["app.kubernetes.io/team"] = label_value(a.team)
         if a.environment and label_value(a.environment):
@@ -72,10 +85,14 @@ class GenContext:
         return ResourceProfile(requests=CpuMem(**req), limits=CpuMem(**lim))
 
     def http_port(self) -> int:
-        ports = [p.port for p in self.analysis.ports]
+        ports = [p.port for p in self.analysis.ports if p.protocol == "TCP"]
         return next((p for p in ports if p in HTTP_PORTS), ports[0] if ports else 80)
 
     def ingress_enabled(self) -> bool:
+        if self.workload is not None and (not self.workload.ingress or self.workload.kind != "Deployment"):
+            return False
+        if not any(p.protocol == "TCP" for p in self.analysis.ports):  # an Ingress routes HTTP only
+            return False
         app_ing = self.configs.app.ingress
         if app_ing is not None and app_ing.enabled is not None:
             return bool(app_ing.enabled) and bool(self.analysis.ports)

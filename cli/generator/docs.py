@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from cli.generator.context import GenContext
 
 
@@ -160,7 +162,161 @@ jobs:
 """
 
 
-def workflow(ctx: GenContext) -> str:
+def _join(prefix: str, rel: str) -> str:
+    """A path relative to the repository root (POSIX), from one relative to the app directory."""
+    joined = posixpath.normpath(posixpath.join(prefix or ".", rel or "."))
+    return joined
+
+
+def _build_extra(ctx: GenContext, indent: str) -> str:
+    """``file:``/``target:`` lines of the build step, unless the context's Dockerfile / last stage."""
+    w = ctx.workload
+    lines = ""
+    if w is not None and w.dockerfile:
+        default = posixpath.normpath(posixpath.join(w.build_context or ".", "Dockerfile"))
+        if posixpath.normpath(w.dockerfile) != default:
+            lines += f"{indent}file: {_join(ctx.repo_prefix, w.dockerfile)}\n"
+    if w is not None and w.target:
+        lines += f"{indent}target: {w.target}\n"
+    return lines
+
+
+def workflow(ctxs: list[GenContext]) -> str:
+    """One build per workload built from source (a matrix when several), then the deploy job pins each
+    image in its manifest. Contexts and paths are relative to the git repository root, where the workflow
+    runs."""
+    ctx = ctxs[0]
     registry = ctx.registry.rstrip("/") or "ghcr.io/${{ github.repository_owner }}"
-    context = ctx.analysis.source_dir or "."
-    return _WORKFLOW.format(registry=registry, name=ctx.name, manifests=ctx.manifests_path, context=context)
+    if len(ctxs) == 1 and not ctx.project:
+        context = _join(ctx.repo_prefix, ctx.analysis.source_dir or ".")
+        text = _WORKFLOW.format(
+            registry=registry, name=ctx.name, manifests=ctx.manifests_path, context=context
+        )
+        extra = _build_extra(ctx, "          ")
+        if extra:
+            anchor = f"          context: {context}\n"
+            text = text.replace(anchor, anchor + extra, 1)
+        return text
+    include = ""
+    for c in ctxs:
+        w = c.workload
+        assert w is not None
+        include += f"          - service: {c.name}\n"
+        include += f"            context: {_join(c.repo_prefix, w.build_context)}\n"
+        df = w.dockerfile or posixpath.join(w.build_context or ".", "Dockerfile")
+        include += f"            file: {_join(c.repo_prefix, df)}\n"
+        include += f'            target: "{w.target}"\n'
+    files = [f"{ctx.manifests_path}/{c.name}/deployment.yaml" for c in ctxs]
+    return _PROJECT_WORKFLOW.format(
+        registry=registry,
+        include=include.rstrip("\n"),
+        services=" ".join(c.name for c in ctxs),
+        manifests=ctx.manifests_path,
+        files=" ".join(files),
+    )
+
+
+_PROJECT_WORKFLOW = """\
+name: Build and Deploy
+
+on:
+  push:
+    branches: [main, master]
+  pull_request:
+    branches: [main, master]
+
+env:
+  REGISTRY: {registry}
+
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      packages: write
+    strategy:
+      matrix:
+        include:
+{include}
+    steps:
+      - name: Checkout
+        uses: actions/checkout@v4
+
+      - name: Set up Docker Buildx
+        uses: docker/setup-buildx-action@v3
+
+      - name: Log in to the registry
+        if: github.event_name != 'pull_request'
+        uses: docker/login-action@v3
+        with:
+          registry: ${{{{ env.REGISTRY }}}}
+          username: ${{{{ github.actor }}}}
+          password: ${{{{ secrets.GITHUB_TOKEN }}}}
+
+      - name: Extract metadata
+        id: meta
+        uses: docker/metadata-action@v5
+        with:
+          images: ${{{{ env.REGISTRY }}}}/${{{{ matrix.service }}}}
+          tags: |
+            type=ref,event=branch
+            type=ref,event=pr
+            type=sha,prefix=
+            type=raw,value=latest,enable={{{{is_default_branch}}}}
+
+      - name: Build and push
+        uses: docker/build-push-action@v5
+        with:
+          context: ${{{{ matrix.context }}}}
+          file: ${{{{ matrix.file }}}}
+          target: ${{{{ matrix.target }}}}
+          push: ${{{{ github.event_name != 'pull_request' }}}}
+          tags: ${{{{ steps.meta.outputs.tags }}}}
+          labels: ${{{{ steps.meta.outputs.labels }}}}
+          cache-from: type=gha,scope=${{{{ matrix.service }}}}
+          cache-to: type=gha,mode=max,scope=${{{{ matrix.service }}}}
+
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    if: github.event_name != 'pull_request'
+    permissions:
+      contents: write
+    steps:
+      - name: Checkout
+        uses: actions/checkout@v4
+
+      - name: Update the image tags
+        run: |
+          SHORT_SHA=$(echo "${{{{ github.sha }}}}" | cut -c1-7)
+          for SERVICE in {services}; do
+            IMAGE="${{{{ env.REGISTRY }}}}/${{SERVICE}}:${{SHORT_SHA}}"
+            sed -i -E "s|^(\\s*image: ).*$|\\1${{IMAGE}}|" "{manifests}/${{SERVICE}}/deployment.yaml"
+          done
+
+      - name: Commit and push
+        run: |
+          git config user.name "github-actions[bot]"
+          git config user.email "github-actions[bot]@users.noreply.github.com"
+          git add {files}
+          git diff --staged --quiet || git commit -m "chore: update image to ${{{{ github.sha }}}}"
+          git push
+"""
+
+
+def project_md(project: str, ctxs: list[GenContext]) -> str:
+    """PERSONA.md of a project: an overview, then each workload's PERSONA.md one heading level down."""
+    out = [f"# {project}", "", "## Workloads", ""]
+    for c in ctxs:
+        w = c.workload
+        what = (
+            f"image `{w.image}`"
+            if w is not None and w.image
+            else f"built from `{c.analysis.source_dir or '.'}`"
+        )
+        kind = w.kind if w is not None else "Deployment"
+        out.append(f"- **{c.name}** ({kind}, {c.analysis.type}): {what}")
+    for c in ctxs:
+        body = persona_md(c)
+        out += ["", *("#" + line if line.startswith("#") else line for line in body.rstrip("\n").split("\n"))]
+    return "\n".join(out) + "\n"

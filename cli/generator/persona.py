@@ -2,9 +2,9 @@
 
 Rules: ``resources.profile`` is mapped onto the CRD's enum (a profile name such as ``api`` is not in it and
 the API server would reject it); ``maxReplicas`` is at least 1 and at least ``minReplicas``; dependency types
-are mapped onto the CRD's enum; the description is the app's own; the security policy matches the
-generated Deployment (non-root, read-only root, no privilege escalation); values are escaped by a real
-YAML serialiser.
+are mapped onto the CRD's enum; the description is the app's own; the security policy is the generated
+Deployment's (:func:`cli.generator.manifests.security_plan`: non-root and read-only root where the image
+allows them, never privilege escalation); values are escaped by a real YAML serialiser.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import msgspec
 
 from cli.analyzer.model import dep_type
 from cli.generator.context import GenContext, label_value
+from cli.generator.manifests import security_plan
 from cli.generator.yamlio import dump
 from dorgu.domain import types as t
 from dorgu.runtime.meta import ObjectMeta
@@ -33,7 +34,10 @@ def _pick(value: str, allowed: tuple[str, ...], default: str) -> str:
 def build_persona(ctx: GenContext) -> t.ApplicationPersona:
     a, app = ctx.analysis, ctx.configs.app
     res = ctx.resources()
+    plan = security_plan(ctx)
     labels = {"app.kubernetes.io/name": a.name, "app.kubernetes.io/managed-by": "dorgu"}
+    if ctx.project and label_value(ctx.project):
+        labels["app.kubernetes.io/part-of"] = label_value(ctx.project)
     if a.team and label_value(a.team):
         labels["dorgu.io/team"] = label_value(a.team)
     s = a.scaling
@@ -104,7 +108,9 @@ def build_persona(ctx: GenContext) -> t.ApplicationPersona:
         ownership=ownership if any(msgspec.structs.astuple(ownership)) else None,
         policies=t.PersonaPolicies(
             security=t.SecurityPolicy(
-                run_as_non_root=True, read_only_root_filesystem=True, allow_privilege_escalation=False
+                run_as_non_root=plan.run_as_non_root,
+                read_only_root_filesystem=plan.read_only_root,
+                allow_privilege_escalation=False,
             ),
             deployment=t.DeploymentPolicy(
                 strategy=_pick(policy.strategy, STRATEGIES, "RollingUpdate"),

@@ -46,7 +46,8 @@ def mem_bytes(q: str) -> float | None:
 def validate(ctx: GenContext) -> list[Issue]:
     a = ctx.analysis
     issues: list[Issue] = []
-    if not ctx.registry:
+    image_only = ctx.workload is not None and not ctx.workload.built
+    if not ctx.registry and not image_only:
         issues.append(
             Issue(
                 "warning",
@@ -57,15 +58,16 @@ def validate(ctx: GenContext) -> list[Issue]:
                 "workspace .dorgu.yaml",
             )
         )
-    issues.append(
-        Issue(
-            "info",
-            "image",
-            "deployment.yaml",
-            "Image uses ':latest' tag",
-            "The CI workflow pins the image to the commit; use specific tags in production",
+    if not image_only:
+        issues.append(
+            Issue(
+                "info",
+                "image",
+                "deployment.yaml",
+                "Image uses ':latest' tag",
+                "The CI workflow pins the image to the commit; use specific tags in production",
+            )
         )
-    )
     res = ctx.resources()
     for what, parse, req, lim in (
         ("CPU", cpu_millis, res.requests.cpu, res.limits.cpu),

@@ -7,8 +7,9 @@ port's ``targetPort``), except :func:`namespace_problems`, which reads the files
 What "work together" means here:
 
 * a Deployment's selector selects its own pod template;
-* a Service selects the pods of a Deployment of its namespace, and each ``targetPort`` (number or name)
-  is a ``containerPort`` of a container of such a Deployment, with the same protocol;
+* a Service selects the pods of a Deployment (or StatefulSet) of its namespace, and each ``targetPort``
+  (number or name) is a ``containerPort`` of a container of such a workload, with the same protocol;
+* a StatefulSet's ``serviceName`` is a generated Service of its namespace;
 * an Ingress backend names a Service of its namespace and one of that Service's ports;
 * an HPA scales a Deployment of its namespace, every container of which requests the resources the HPA
   measures utilization of (utilization is usage divided by the request), within the persona's bounds;
@@ -161,17 +162,23 @@ def coherence_problems(objs: Sequence[JSON]) -> list[str]:
     """The relations between the objects (see the module docstring); one line per broken relation."""
     problems: list[str] = []
     deployments = _of_kind(objs, "Deployment")
+    workloads = deployments + _of_kind(objs, "StatefulSet")
     services = _of_kind(objs, "Service")
 
-    for d in deployments:
+    for d in workloads:
         if not selector_matches(d["spec"].get("selector"), _template_labels(d)):
             problems.append(f"{_ref(d)}: spec.selector does not select its own pod template labels")
+    for st in _of_kind(objs, "StatefulSet"):
+        if not any(_ns(s) == _ns(st) and _name(s) == st["spec"].get("serviceName") for s in services):
+            problems.append(
+                f"{_ref(st)}: serviceName {st['spec'].get('serviceName')!r} is no generated Service"
+            )
 
     for s in services:
         selector: Mapping[str, str] = s["spec"].get("selector") or {}
         selected = [
             d
-            for d in deployments
+            for d in workloads
             if _ns(d) == _ns(s)
             and selector
             and all(_template_labels(d).get(k) == v for k, v in selector.items())
