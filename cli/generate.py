@@ -54,7 +54,7 @@ from cli.analyzer.probes import probe_report
 from cli.generator import generate_files, hpa_api_version
 from cli.generator.validate import report, validate
 from cli.output import Output
-from cli.pipeline import manifests_path_for, prepare
+from cli.pipeline import llm_persona, manifests_path_for, prepare
 from cli.spinner import Spinner
 from cli.writer import plan, write
 
@@ -76,6 +76,8 @@ def run(argv: list[str]) -> int:
                 kube.discover_hpa_version(kubeconfig=args["--kubeconfig"], context=args["--context"])
                 or ctx.hpa_api_version
             )
+        if not args["--skip-persona"]:
+            llm_persona(prep)
         files = generate_files(
             ctx,
             skip_argocd=args["--skip-argocd"],

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.analyzer import analyze, dns_name
-from cli.analyzer.llm import make_provider
+from cli.analyzer import analyze, dns_name, llm
 from cli.analyzer.model import AppAnalysis
 from cli.errors import InputError
-from cli.generator import GenContext
+from cli.generator import GenContext, docs
 from cli.names import check_label
 from cli.output import Output, warn
-from cli.settings import Configs, first, load_all, workspace_warning
+from cli.settings import Configs, first, load_all, profile_for, workspace_warning
 from cli.spinner import Spinner
+
+LLM_SLEEP: Callable[[float], None] = time.sleep
+"""How the LLM step waits between retries (tests replace it so that they do not wait)."""
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Prepared:
     analysis: AppAnalysis
     configs: Configs
     ctx: GenContext
+    assistant: llm.Assistant | None = None
+    """The configured LLM provider, if any (``generate`` asks it for PERSONA.md too)."""
 
 
 def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_path: str = "k8s") -> Prepared:
@@ -60,16 +66,25 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
         warn(workspace_warning(configs.workspace_path, configs.workspace_ignored))
     g, ws = configs.global_, configs.workspace
     provider_name = first(args.get("--llm-provider"), ws.llm.provider, g.llm.provider, "")
-    provider = None
-    if provider_name and provider_name != "none":
-        provider = make_provider(
-            provider_name,
-            api_key=g.llm.api_key,
-            model=first(ws.llm.model, g.llm.model, ""),
-            base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
-        )
+    assistant = llm.setup(
+        provider_name,
+        api_key=g.llm.api_key,
+        model=first(ws.llm.model, g.llm.model, ""),
+        base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
+        env=os.environ,
+        warn=warn,
+        sleep=LLM_SLEEP,
+    )
     spinner.start()
-    analysis = analyze(app_dir, app_config=configs.app, provider=provider, warn=warn)
+    analysis = analyze(app_dir, app_config=configs.app, warn=warn)
+    if assistant is not None:
+        assistant.enhance(
+            analysis,
+            app_dir=app_dir.resolve(),
+            app_config=configs.app,
+            profile_for=lambda name: profile_for(ws, name),
+            warn=warn,
+        )
     if args.get("--name"):
         analysis.name = args["--name"]
     namespace = first(namespace_flag, g.defaults.namespace, "default")
@@ -83,7 +98,20 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
         registry=registry,
         manifests_path=manifests_path,
     )
-    return Prepared(analysis=analysis, configs=configs, ctx=ctx)
+    return Prepared(analysis=analysis, configs=configs, ctx=ctx, assistant=assistant)
+
+
+def llm_persona(prep: Prepared) -> None:
+    """With a provider configured, have it write PERSONA.md (``prep.ctx.persona_markdown``); on any failure
+    the template stays (warned)."""
+    if prep.assistant is None:
+        return
+    prep.ctx.persona_markdown = prep.assistant.persona_markdown(
+        prep.analysis,
+        template=docs.persona_template(prep.ctx),
+        instructions=prep.configs.app.app.instructions,
+        warn=warn,
+    )
 
 
 def manifests_path_for(output: Path) -> str:
