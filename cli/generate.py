@@ -19,7 +19,8 @@ Options:
   --skip-ci              No GitHub Actions workflow.
   --skip-persona         No PERSONA.md and no persona.yaml.
   --skip-validation      Skip the post-generation checks.
-  --llm-provider=P       An OpenAI-compatible LLM provider (openai, ollama) to write the description; off by
+  --llm-provider=P       LLM provider (openai, anthropic, gemini, ollama): proposes the description, type,
+                         ports, probes, resources and scaling (each checked) and writes PERSONA.md; off by
                          default (also: llm.provider in the workspace or global config).
   --kube-version=V       Target Kubernetes version (e.g. 1.20) for API versions such as the HPA's; default:
                          the cluster's (discovery through the kubeconfig), else the newest.
