@@ -141,10 +141,10 @@ class AnthropicClient(_Adapter):
         )
 
     def _ask(self, system: str, user: str, json_reply: bool, temperature: float) -> str:
+        # no temperature: the Messages API of current models and libraries no longer takes one
         resp = self._client.messages.create(
             model=self.settings.model,
             max_tokens=self.max_tokens,
-            temperature=temperature,
             system=system,
             messages=[{"role": "user", "content": user}],
         )
