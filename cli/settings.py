@@ -417,7 +417,11 @@ def _struct_of(tp: Any) -> Any:
     return None
 
 
-def unknown_keys(data: Any, type_: Any, node: yaml.Node | None, prefix: str = "") -> list[tuple[str, int]]:
+def _dotted(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def unknown_keys(data: Any, type_: Any, node: yaml.Node | None, where: str = "") -> list[tuple[str, int]]:
     """``(dotted key, line)`` of every key in ``data`` that the schema ``type_`` does not know, at every
     depth (into nested structs, and into the values and items of ``dict[str, Struct]`` / ``list[Struct]``)."""
     tp = _struct_of(type_)
@@ -429,7 +433,7 @@ def unknown_keys(data: Any, type_: Any, node: yaml.Node | None, prefix: str = ""
         nodes = node.value if isinstance(node, yaml.SequenceNode) else []
         for i, item in enumerate(data):
             sub = nodes[i] if i < len(nodes) else None
-            found += unknown_keys(item, typing.get_args(tp)[0], sub, f"{prefix}[{i}]")
+            found += unknown_keys(item, typing.get_args(tp)[0], sub, f"{where}[{i}]")
         return found
     if not isinstance(data, dict):
         return found
@@ -441,15 +445,15 @@ def unknown_keys(data: Any, type_: Any, node: yaml.Node | None, prefix: str = ""
     if origin is dict:
         for key, value in data.items():
             sub = children.get(key, (None, None))[1]
-            found += unknown_keys(value, typing.get_args(tp)[1], sub, f"{prefix}{key}.")
+            found += unknown_keys(value, typing.get_args(tp)[1], sub, _dotted(where, key))
         return found
     fields = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
     for key, value in data.items():
         knode, vnode = children.get(key, (None, None))
         if key not in fields:
-            found.append((f"{prefix}{key}", knode.start_mark.line + 1 if knode is not None else 0))
+            found.append((_dotted(where, key), knode.start_mark.line + 1 if knode is not None else 0))
         else:
-            found += unknown_keys(value, fields[key], vnode, f"{prefix}{key}.")
+            found += unknown_keys(value, fields[key], vnode, _dotted(where, key))
     return found
 
 
