@@ -211,12 +211,12 @@ def test_ollama_is_found_through_ollama_host(
 def test_proposals_that_do_not_hold_are_rejected_with_warnings(
     run_cli: Callable[..., Result], cli_env: Path, standin: Callable[..., StandIn]
 ) -> None:
-    """An unexposed port, a probe path no route serves with GET (flask's /webhooks/health is POST only) and
+    """An unexposed port, a probe path no route serves with GET (flask's /hooks/health is POST only) and
     limits above the workspace's api profile are each dropped with a warning; the files stay as without
     an LLM."""
     reply = {
         "ports": [{"port": 9999, "protocol": "TCP", "purpose": "admin"}],
-        "health_check": {"path": "/webhooks/health", "port": 5000},
+        "health_check": {"path": "/hooks/health", "port": 5000},
         "resources": {"limits": {"cpu": "500m", "memory": "768Mi"}},
     }
     server = standin("openai", Script(analysis=json.dumps(reply)))  # stand-in for the OpenAI API
@@ -233,8 +233,8 @@ def test_proposals_that_do_not_hold_are_rejected_with_warnings(
     rejected = [line for line in r.err.splitlines() if "LLM proposal rejected" in line]
     assert rejected == [
         "Warning: LLM proposal rejected (openai): port 9999 is not exposed by the Dockerfile (exposed: 5000)",
-        "Warning: LLM proposal rejected (openai): probe path /webhooks/health: no route the flask route "
-        "finder found serves GET /webhooks/health",
+        "Warning: LLM proposal rejected (openai): probe path /hooks/health: no route the flask route "
+        "finder found serves GET /hooks/health",
         "Warning: LLM proposal rejected (openai): resources.limits.memory 768Mi is above the api profile's "
         "limit 512Mi",
     ], r.err

@@ -183,6 +183,7 @@ def _health(analysis: AppAnalysis, value: Any, *, fixed: bool, app_dir: Path, ou
         )
         return
     live, readiness = served[path], served[ready]
+    prefix = "" if analysis.source_dir in ("", ".") else analysis.source_dir.rstrip("/") + "/"
     analysis.health_check = HealthCheck(
         path=path,
         readiness_path=ready,
@@ -190,8 +191,8 @@ def _health(analysis: AppAnalysis, value: Any, *, fixed: bool, app_dir: Path, ou
         initial_delay_seconds=delay,
         period_seconds=period,
         source="llm",
-        origin=f"{live.file}:{live.line}",
-        readiness_origin=f"{readiness.file}:{readiness.line}",
+        origin=f"{prefix}{live.file}:{live.line}",  # relative to the app directory, as the analysis's are
+        readiness_origin=f"{prefix}{readiness.file}:{readiness.line}",
     )
     out.applied.append("health_check")
 
