@@ -66,11 +66,14 @@ def prepare(args: dict[str, Any], out: Output, *, spinner: Spinner, manifests_pa
         warn(workspace_warning(configs.workspace_path, configs.workspace_ignored))
     g, ws = configs.global_, configs.workspace
     provider_name = first(args.get("--llm-provider"), ws.llm.provider, g.llm.provider, "")
+    # The global key and endpoint belong to the global provider: a flag or workspace choosing another
+    # provider gets them only from that provider's environment variables (an OpenAI key never goes to Gemini).
+    own = not g.llm.provider or g.llm.provider == provider_name
     assistant = llm.setup(
         provider_name,
-        api_key=g.llm.api_key,
-        model=first(ws.llm.model, g.llm.model, ""),
-        base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
+        api_key=g.llm.api_key if own else "",
+        model=first(ws.llm.model, g.llm.model if own else "", ""),
+        base_url=g.llm.base_url if own else "",  # never the workspace's (cli.settings: not a repo's)
         env=os.environ,
         warn=warn,
         sleep=LLM_SLEEP,

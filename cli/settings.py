@@ -67,7 +67,8 @@ class GlobalLLM(_Cfg):
     provider: str = ""
     """One of :data:`LLM_PROVIDERS`; empty: no LLM."""
     api_key: str = ""
-    """The provider's API key (shown masked; the provider's variable, e.g. ``ANTHROPIC_API_KEY``, wins)."""
+    """The provider's API key (shown masked; the provider's variable, e.g. ``ANTHROPIC_API_KEY``, wins).
+    Used only for :attr:`provider` (any provider when that is empty), as are ``model`` and ``base_url``."""
     model: str = ""
     """Model name; empty: the provider's default."""
     base_url: str = ""

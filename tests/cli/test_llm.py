@@ -511,3 +511,31 @@ def test_an_unknown_provider_is_an_input_error(run_cli: Callable[..., Result], c
     assert r.code == 2
     assert "unknown LLM provider: watson (supported: openai, anthropic, gemini, ollama)" in r.err
     assert not (cli_env / "k8s").exists()
+
+
+def test_the_global_key_and_endpoint_stay_with_the_global_provider(
+    run_cli: Callable[..., Result],
+    cli_env: Path,
+    standin: Callable[..., StandIn],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workspace (or flag) choosing another provider than the global one does not get the global key: an
+    OpenAI key is never sent to another provider. Its own variable still works."""
+    mine = standin("openai")  # stand-in for the user's OpenAI-compatible endpoint
+    configure(run_cli, llm_provider="openai", llm_api_key=KEY, llm_base_url=mine.base_url)
+    (cli_env / ".dorgu.yaml").write_text(yaml.safe_dump({"llm": {"provider": "anthropic"}}))
+    app = copy_app("flask", cli_env)
+
+    r = run_cli("generate", str(app), "--dry-run")
+
+    assert r.code == 0, r.err
+    assert mine.seen == []
+    assert "Anthropic API key not set. Set ANTHROPIC_API_KEY" in r.err
+
+    theirs = standin("anthropic")  # stand-in for the Anthropic API
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-key")
+    monkeypatch.setenv("DORGU_LLM_BASE_URL", theirs.base_url)
+    r = run_cli("generate", str(app), "--dry-run")
+    assert r.code == 0, r.err
+    assert mine.seen == [] and len(theirs.seen) == 2
+    assert all(KEY not in s.text() + json.dumps(s.headers) for s in theirs.seen)
