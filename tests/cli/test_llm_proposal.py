@@ -110,3 +110,37 @@ def test_reply_reading() -> None:
     assert markdown("```md\n# t\n\nbody\n```") == "# t\n\nbody\n"
     with pytest.raises(LLMError):
         markdown("Here is your file: # t")
+
+
+def test_a_failure_inside_the_checks_leaves_the_analysis_as_it_was(
+    flask: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route finder failing mid-check (forced here: the fixture apps never make it fail) is a warning,
+    and nothing of the reply — not even its valid description — is half-applied."""
+    from cli.analyzer.llm import Assistant, proposal
+
+    class Canned:
+        settings = type("S", (), {"info": type("I", (), {"name": "openai"})()})()
+
+        def complete(self, **_kw: object) -> str:
+            return '{"description": "New words.", "health_check": {"path": "/api/v1/health"}}'
+
+    def broken(*_a: object, **_kw: object) -> list:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(proposal, "find_routes", broken)
+    analysis = analyze(flask, app_config=AppConfig())
+    before = msgspec.json.encode(analysis)
+    warnings: list[str] = []
+    Assistant(Canned(), sleep=lambda _s: None).enhance(  # type: ignore[arg-type]
+        analysis,
+        app_dir=flask,
+        app_config=AppConfig(),
+        profile_for=lambda n: profile_for(WorkspaceConfig(), n),
+        warn=warnings.append,
+    )
+    assert warnings == [
+        "LLM analysis failed, using basic analysis: openai: the reply could not be checked: "
+        "OSError: disk gone"
+    ]
+    assert msgspec.json.encode(analysis) == before

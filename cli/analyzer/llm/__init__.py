@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+import msgspec
+
 from cli.analyzer.llm.clients import Client, LLMError, make_client
 from cli.analyzer.llm.prompts import ANALYSIS_SYSTEM, PERSONA_SYSTEM, analysis_prompt, persona_prompt
 from cli.analyzer.llm.proposal import APP_TYPES, apply
@@ -95,7 +97,15 @@ class Assistant:
         except LLMError as e:
             warn(f"{ANALYSIS_FAILED}: {self.name}: {e}")
             return []
-        outcome = apply(analysis, reply, app_dir=app_dir, app_config=app_config, profile_for=profile_for)
+        # checked on a copy: a reply that trips the checks themselves leaves the analysis as it was
+        work = msgspec.convert(msgspec.to_builtins(analysis), AppAnalysis)
+        try:
+            outcome = apply(work, reply, app_dir=app_dir, app_config=app_config, profile_for=profile_for)
+        except Exception as e:  # an unforeseen shape of reply: never a crash, the basic analysis stays
+            warn(f"{ANALYSIS_FAILED}: {self.name}: the reply could not be checked: {type(e).__name__}: {e}")
+            return []
+        for field in analysis.__struct_fields__:
+            setattr(analysis, field, getattr(work, field))
         for why in outcome.rejected:
             warn(f"{REJECTED} ({self.name}): {why}")
         return outcome.applied
