@@ -8,8 +8,9 @@
 The global config ($XDG_CONFIG_HOME/dorgu/config.yaml, default ~/.config/dorgu/config.yaml).
 Keys: llm.provider, llm.api_key, llm.model, llm.base_url, defaults.namespace, defaults.registry,
 defaults.org_name, operator.url, operator.token. llm.api_key and operator.token are shown masked;
-OPENAI_API_KEY wins over llm.api_key. `set` changes one key and keeps every other key in the file,
-including keys this version does not know (comments are not kept).
+the provider's variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or GOOGLE_API_KEY) wins
+over llm.api_key; llm.provider is one of openai, anthropic, gemini, ollama. `set` changes one key and keeps
+every other key in the file, including keys this version does not know (comments are not kept).
 
 Options:
   --config=FILE   Ignored (accepted by every command).
@@ -23,6 +24,7 @@ import os
 
 from docopt import docopt
 
+from cli.analyzer.llm.providers import PROVIDERS, env_key
 from cli.errors import InputError
 from cli.output import Output
 from cli.settings import (
@@ -90,8 +92,9 @@ def run(argv: list[str]) -> int:
         for key in GLOBAL_KEYS:
             value = _get(cfg, key)
             if key == "llm.api_key":
-                env = os.environ.get("OPENAI_API_KEY", "")
-                shown = f"{mask(env)} (from env:OPENAI_API_KEY)" if env else mask(value)
+                info = PROVIDERS.get(cfg.llm.provider or "openai")
+                var, env = env_key(info, os.environ) if info else ("", "")
+                shown = f"{mask(env)} (from env:{var})" if env else mask(value)
             else:
                 shown = _shown(key, value)
             out.print(f"  {key:<{width}} = {shown}")

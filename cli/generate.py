@@ -27,7 +27,8 @@ Options:
   --skip-ci              No GitHub Actions workflow.
   --skip-persona         No PERSONA.md and no persona.yaml.
   --skip-validation      Skip the post-generation checks.
-  --llm-provider=P       An OpenAI-compatible LLM provider (openai, ollama) to write the description; off by
+  --llm-provider=P       LLM provider (openai, anthropic, gemini, ollama): proposes the description, type,
+                         ports, probes, resources and scaling (each checked) and writes PERSONA.md; off by
                          default (also: llm.provider in the workspace or global config).
   --kube-version=V       Target Kubernetes version (e.g. 1.20) for API versions such as the HPA's; default:
                          the cluster's (discovery through the kubeconfig), else the newest.
@@ -62,7 +63,7 @@ from cli.analyzer.probes import probe_report
 from cli.generator import generate_files, generate_project_files, hpa_api_version
 from cli.generator.validate import report, validate
 from cli.output import Output
-from cli.pipeline import manifests_path_for, prepare
+from cli.pipeline import llm_persona, manifests_path_for, prepare
 from cli.spinner import Spinner
 from cli.writer import plan, write
 
@@ -86,6 +87,8 @@ def run(argv: list[str]) -> int:
             )
         for c in prep.ctxs:
             c.hpa_api_version = hpa_version
+        if not args["--skip-persona"]:
+            llm_persona(prep)
         skips = {
             "skip_argocd": args["--skip-argocd"],
             "skip_ci": args["--skip-ci"],

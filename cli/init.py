@@ -126,7 +126,11 @@ def _global(args: dict[str, Any], out: Output) -> int:
         raise InputError(f"invalid LLM provider: {provider} (valid: {', '.join(LLM_PROVIDERS)})")
     cfg = GlobalConfig(
         llm=GlobalLLM(
-            provider=provider, api_key=_ask("API key (empty: use OPENAI_API_KEY)") if provider else ""
+            provider=provider,
+            # Ollama takes no key (its endpoint: OLLAMA_HOST)
+            api_key=_ask("API key (empty: use the provider's environment variable)")
+            if provider not in ("", "ollama")
+            else "",
         ),
         defaults=GlobalDefaults(
             namespace=_ask("Default namespace", "default"),

@@ -13,7 +13,7 @@ Options:
   --create-namespace     Create the namespace when it does not exist (default: fail).
   --kubeconfig=FILE      Kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster).
   --context=CTX          Kubeconfig context.
-  --llm-provider=P       An OpenAI-compatible LLM provider (openai, ollama); off by default.
+  --llm-provider=P       LLM provider (openai, anthropic, gemini, ollama); off by default.
   --config=FILE          Workspace config file (default: .dorgu.yaml in the current directory).
   --no-color             No colours (also: NO_COLOR).
   -h --help              Show this help.

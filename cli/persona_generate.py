@@ -9,7 +9,7 @@ Options:
   --name=NAME            Application name (default: app.name in .dorgu.yaml, else the directory name).
   --dry-run              Print the YAML instead of writing it.
   --force                Overwrite persona.yaml even when it was edited since dorgu generated it.
-  --llm-provider=P       An OpenAI-compatible LLM provider (openai, ollama); off by default.
+  --llm-provider=P       LLM provider (openai, anthropic, gemini, ollama); off by default.
   --config=FILE          Workspace config file (default: .dorgu.yaml in the current directory).
   --no-color             No colours (also: NO_COLOR).
   -h --help              Show this help.

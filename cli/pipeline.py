@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.analyzer import dns_name
-from cli.analyzer.llm import make_provider
+from cli.analyzer import dns_name, llm
 from cli.analyzer.model import AppAnalysis
 from cli.analyzer.project import Project, analyze_project
 from cli.errors import InputError
-from cli.generator import GenContext
+from cli.generator import GenContext, docs
 from cli.names import check_label
 from cli.output import Output, warn
-from cli.settings import Configs, first, load_all, workspace_warning
+from cli.settings import Configs, first, load_all, profile_for, workspace_warning
 from cli.spinner import Spinner
+
+LLM_SLEEP: Callable[[float], None] = time.sleep
+"""How the LLM step waits between retries (tests replace it so that they do not wait)."""
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Prepared:
     project: Project
     ctxs: list[GenContext]
     """One per workload, in the project's order."""
+    assistant: llm.Assistant | None = None
+    """The configured LLM provider, if any (``generate`` asks it for PERSONA.md too)."""
 
 
 def git_root(start: Path) -> Path | None:
@@ -83,17 +89,33 @@ def prepare(
         warn(workspace_warning(configs.workspace_path, configs.workspace_ignored))
     g, ws = configs.global_, configs.workspace
     provider_name = first(args.get("--llm-provider"), ws.llm.provider, g.llm.provider, "")
-    provider = None
-    if provider_name and provider_name != "none":
-        provider = make_provider(
-            provider_name,
-            api_key=g.llm.api_key,
-            model=first(ws.llm.model, g.llm.model, ""),
-            base_url=g.llm.base_url,  # never the workspace's (cli.settings: endpoints are not a repo's)
-        )
+    # The global key and endpoint belong to the global provider: a flag or workspace choosing another
+    # provider gets them only from that provider's environment variables (an OpenAI key never goes to Gemini).
+    own = not g.llm.provider or g.llm.provider == provider_name
+    assistant = llm.setup(
+        provider_name,
+        api_key=g.llm.api_key if own else "",
+        model=first(ws.llm.model, g.llm.model if own else "", ""),
+        base_url=g.llm.base_url if own else "",  # never the workspace's (cli.settings: not a repo's)
+        env=os.environ,
+        warn=warn,
+        sleep=LLM_SLEEP,
+    )
     spinner.start()
     service = args.get("--service") or ""
-    project = analyze_project(app_dir, app_config=configs.app, provider=provider, warn=warn, service=service)
+    project = analyze_project(app_dir, app_config=configs.app, warn=warn, service=service)
+    if assistant is not None:
+        # Each workload built from source, checked against its own analysis (an image-only service has
+        # no source to propose anything about).
+        for w in project.workloads:
+            if w.built:
+                assistant.enhance(
+                    w.analysis,
+                    app_dir=app_dir.resolve(),
+                    app_config=configs.app,
+                    profile_for=lambda name: profile_for(ws, name),
+                    warn=warn,
+                )
     if args.get("--name"):
         if project.multi:
             project.name = args["--name"]
@@ -132,7 +154,22 @@ def prepare(
     ]
     deployments = [c for c in ctxs if c.workload is None or c.workload.kind == "Deployment"] or ctxs
     main = next((c for c in ctxs if c.workload and c.workload.service == project.primary), deployments[0])
-    return Prepared(analysis=main.analysis, configs=configs, ctx=main, project=project, ctxs=ctxs)
+    return Prepared(
+        analysis=main.analysis, configs=configs, ctx=main, project=project, ctxs=ctxs, assistant=assistant
+    )
+
+
+def llm_persona(prep: Prepared) -> None:
+    """With a provider configured, have it write PERSONA.md (``prep.ctx.persona_markdown``); on any failure
+    the template stays (warned). A project of several workloads keeps the template (one section each)."""
+    if prep.assistant is None or prep.project.multi:
+        return
+    prep.ctx.persona_markdown = prep.assistant.persona_markdown(
+        prep.analysis,
+        template=docs.persona_template(prep.ctx),
+        instructions=prep.configs.app.app.instructions,
+        warn=warn,
+    )
 
 
 def manifests_path_for(output: Path) -> str:

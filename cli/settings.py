@@ -21,15 +21,22 @@ endpoints and keys come only from the global config, flags or the environment. O
 could send the user's API key to a URL of its choosing.
 
 A file that cannot be read, is not valid YAML, or has a value of the wrong type is an error naming the file
-and line (exit 2) — never silently ignored. Unknown keys are ignored when reading; ``dorgu config set`` keeps
-them in the global config (a newer dorgu's keys, or the user's own, survive an older one's edit). Keys are
-taken literally: dots in label/annotation keys (``prometheus.io/scrape``) are just characters.
+and line (exit 2) — never silently ignored. The Go tool's files load as they are: a key with no value (an
+empty block such as ``labels:`` / ``custom:`` with nothing under it) is the same as an absent key, every
+provider name it writes (``openai``, ``anthropic``, ``gemini``, ``ollama``) is known, and so is every key of
+its schemas, used or not (``naming.*``, ``security.*`` …). A key no schema knows is a warning naming the key,
+the file and its line (:func:`unknown_keys`), never an error; ``dorgu config set`` keeps such keys in the
+global config (a newer dorgu's keys, or the user's own, survive an older one's edit). Keys are taken
+literally: dots in label/annotation keys (``prometheus.io/scrape``) are just characters.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,8 +49,9 @@ from cli.inputfile import read_bounded
 
 T = TypeVar("T")
 
-LLM_PROVIDERS = ("openai", "ollama")
-"""Providers speaking the OpenAI-compatible chat-completions API (``ollama`` serves it at ``/v1``)."""
+LLM_PROVIDERS = ("openai", "anthropic", "gemini", "ollama")
+"""The LLM providers, every name the Go tool writes in ``llm.provider`` (their details, API-key variables
+included: :data:`cli.analyzer.llm.providers.PROVIDERS`)."""
 
 
 class _Cfg(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -59,11 +67,12 @@ class GlobalLLM(_Cfg):
     provider: str = ""
     """One of :data:`LLM_PROVIDERS`; empty: no LLM."""
     api_key: str = ""
-    """The provider's API key (shown masked; ``OPENAI_API_KEY`` wins over it)."""
+    """The provider's API key (shown masked; the provider's variable, e.g. ``ANTHROPIC_API_KEY``, wins).
+    Used only for :attr:`provider` (any provider when that is empty), as are ``model`` and ``base_url``."""
     model: str = ""
     """Model name; empty: the provider's default."""
     base_url: str = ""
-    """Chat-completions endpoint; empty: the provider's default."""
+    """The provider's endpoint; empty: its default (``OLLAMA_HOST`` and ``DORGU_LLM_BASE_URL`` win)."""
 
 
 class GlobalDefaults(_Cfg):
@@ -151,6 +160,45 @@ class WsCustom(_Cfg):
     custom: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class WsLabels(WsCustom):
+    required: list[str] = msgspec.field(default_factory=list)
+    """Labels the Go tool's schema lists as required; accepted, not used (as in the Go tool)."""
+
+
+class WsNaming(_Cfg):
+    """``naming.*`` of the Go tool's schema: accepted, not used (as in the Go tool)."""
+
+    pattern: str = ""
+    dns_safe: bool = True
+
+
+class WsSeccomp(_Cfg):
+    type: str = ""
+
+
+class WsPodSecurity(_Cfg):
+    run_as_non_root: bool = False
+    seccomp_profile: WsSeccomp = msgspec.field(default_factory=WsSeccomp)
+
+
+class WsCapabilities(_Cfg):
+    drop: list[str] = msgspec.field(default_factory=list)
+    add: list[str] = msgspec.field(default_factory=list)
+
+
+class WsContainerSecurity(_Cfg):
+    allow_privilege_escalation: bool = False
+    read_only_root_filesystem: bool = False
+    capabilities: WsCapabilities = msgspec.field(default_factory=WsCapabilities)
+
+
+class WsSecurity(_Cfg):
+    """``security.*`` of the Go tool's schema: accepted so its files load; dorgu does not use it yet."""
+
+    pod_security_context: WsPodSecurity = msgspec.field(default_factory=WsPodSecurity)
+    container_security_context: WsContainerSecurity = msgspec.field(default_factory=WsContainerSecurity)
+
+
 class WsTLS(_Cfg):
     enabled: bool = False
     cluster_issuer: str = ""
@@ -174,6 +222,8 @@ class WsSyncPolicy(_Cfg):
 
 class WsDestination(_Cfg):
     server: str = "https://kubernetes.default.svc"
+    namespace: str = ""
+    """Accepted, not used: the destination namespace is the effective namespace (as in the Go tool)."""
 
 
 class WsArgo(_Cfg):
@@ -212,8 +262,10 @@ class WsOrg(_Cfg):
 class WorkspaceConfig(_Cfg):
     version: str = "1"
     org: WsOrg = msgspec.field(default_factory=WsOrg)
+    naming: WsNaming = msgspec.field(default_factory=WsNaming)
     resources: WsResources = msgspec.field(default_factory=WsResources)
-    labels: WsCustom = msgspec.field(default_factory=WsCustom)
+    labels: WsLabels = msgspec.field(default_factory=WsLabels)
+    security: WsSecurity = msgspec.field(default_factory=WsSecurity)
     annotations: WsCustom = msgspec.field(default_factory=WsCustom)
     ingress: WsIngress = msgspec.field(default_factory=WsIngress)
     argocd: WsArgo = msgspec.field(default_factory=WsArgo)
@@ -343,8 +395,74 @@ def _line_of(node: yaml.Node | None, path: str) -> int | None:
     return line
 
 
-def load_yaml_file(path: Path, type_: type[T], *, what: str) -> T | None:
-    """Decode ``path`` into ``type_`` (``None``: absent or empty). Errors name the file and line."""
+def without_nulls(value: Any) -> Any:
+    """``value`` with every mapping entry whose value is null removed, at every depth: ``custom:`` with
+    nothing under it (as the Go tool's own example has) means "not set", as an absent key does."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def _struct_of(tp: Any) -> Any:
+    """The Struct type, ``dict[str, X]`` or ``list[X]`` inside ``tp`` (``X | None`` unwrapped), else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _struct_of(inner[0]) if len(inner) == 1 else None
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    if typing.get_origin(tp) in (dict, list):
+        return tp
+    return None
+
+
+def _dotted(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def unknown_keys(data: Any, type_: Any, node: yaml.Node | None, where: str = "") -> list[tuple[str, int]]:
+    """``(dotted key, line)`` of every key in ``data`` that the schema ``type_`` does not know, at every
+    depth (into nested structs, and into the values and items of ``dict[str, Struct]`` / ``list[Struct]``)."""
+    tp = _struct_of(type_)
+    found: list[tuple[str, int]] = []
+    if tp is None:
+        return found
+    origin = typing.get_origin(tp)
+    if origin is list and isinstance(data, list):
+        nodes = node.value if isinstance(node, yaml.SequenceNode) else []
+        for i, item in enumerate(data):
+            sub = nodes[i] if i < len(nodes) else None
+            found += unknown_keys(item, typing.get_args(tp)[0], sub, f"{where}[{i}]")
+        return found
+    if not isinstance(data, dict):
+        return found
+    children = (
+        {getattr(k, "value", None): (k, v) for k, v in node.value}
+        if isinstance(node, yaml.MappingNode)
+        else {}
+    )
+    if origin is dict:
+        for key, value in data.items():
+            sub = children.get(key, (None, None))[1]
+            found += unknown_keys(value, typing.get_args(tp)[1], sub, _dotted(where, key))
+        return found
+    fields = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+    for key, value in data.items():
+        knode, vnode = children.get(key, (None, None))
+        if key not in fields:
+            found.append((_dotted(where, key), knode.start_mark.line + 1 if knode is not None else 0))
+        else:
+            found += unknown_keys(value, fields[key], vnode, _dotted(where, key))
+    return found
+
+
+def load_yaml_file(
+    path: Path, type_: type[T], *, what: str, on_unknown: Callable[[str], None] | None = None
+) -> T | None:
+    """Decode ``path`` into ``type_`` (``None``: absent or empty). Errors name the file and line; each key
+    the schema does not know is passed to ``on_unknown`` as a warning naming it, the file and the line."""
     try:
         text = read_bounded(path, what=what).decode("utf-8")
     except FileNotFoundError:
@@ -366,6 +484,10 @@ def load_yaml_file(path: Path, type_: type[T], *, what: str) -> T | None:
         return None
     if not isinstance(data, dict):
         raise InputError(f"{path}:1: {what} must be a YAML mapping, not {type(data).__name__}")
+    data = without_nulls(data)
+    if on_unknown is not None:
+        for key, line in unknown_keys(data, type_, node):
+            on_unknown(f"{path}:{line}: unknown key {key!r} in the {what}; ignored")
     try:
         return msgspec.convert(data, type_, str_keys=True)
     except msgspec.ValidationError as e:
@@ -403,7 +525,7 @@ class Configs:
     workspace_path: Path | None
     app_path: Path | None
     notes: tuple[str, ...] = ()
-    """Warnings for the user (a config that could not even be looked for)."""
+    """Warnings for the user (a config that could not even be looked for, keys no schema knows)."""
     workspace_ignored: tuple[str, ...] = ()
     """Keys the workspace file set that were ignored (``llm.base_url``, ``llm.api_key``)."""
 
@@ -432,7 +554,7 @@ def workspace_warning(path: Path | None, ignored: tuple[str, ...]) -> str:
         f"{path or 'the workspace config'} sets {', '.join(ignored)}; ignored: a workspace file may choose "
         "the LLM provider and model, but endpoints and keys come only from the global config "
         "(dorgu config set llm.base_url|llm.api_key), flags or the environment "
-        "(DORGU_LLM_BASE_URL, OPENAI_API_KEY)"
+        "(DORGU_LLM_BASE_URL, OLLAMA_HOST, OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, GOOGLE_API_KEY)"
     )
 
 
@@ -444,18 +566,23 @@ def load_all(app_dir: Path, *, config_flag: str | None = None) -> Configs:
         notes.append(f"cannot look for the global config {gpath} ({why}); using the built-in defaults")
         g = GlobalConfig()
     else:
-        g = load_global(gpath)
+        g = (
+            load_yaml_file(gpath, GlobalConfig, what="global config", on_unknown=notes.append)
+            or GlobalConfig()
+        )
     app_file = (app_dir / ".dorgu.yaml").resolve()
     ws_path = find_workspace_file(config_flag)
     if ws_path is not None and ws_path == app_file and not config_flag:
         ws_path = None  # the app's own file is read once, as the app config, never also as the workspace
-    ws = (load_yaml_file(ws_path, WorkspaceConfig, what="workspace config") if ws_path else None) or (
-        WorkspaceConfig()
-    )
+    ws = (
+        load_yaml_file(ws_path, WorkspaceConfig, what="workspace config", on_unknown=notes.append)
+        if ws_path
+        else None
+    ) or WorkspaceConfig()
     ignored = ignored_workspace_keys(ws)
     if ignored:  # cleared here, so no reader of the workspace config can use them
         ws = msgspec.structs.replace(ws, llm=msgspec.structs.replace(ws.llm, base_url="", api_key=""))
-    app = load_yaml_file(app_file, AppConfig, what="app config")
+    app = load_yaml_file(app_file, AppConfig, what="app config", on_unknown=notes.append)
     return Configs(
         global_=g,
         workspace=ws,

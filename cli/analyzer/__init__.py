@@ -1,6 +1,7 @@
 """Analyze an application's source: Dockerfile, compose file, code, git, and the app's ``.dorgu.yaml``.
 
 :func:`analyze` is deterministic: the same tree (and config) always gives the same :class:`AppAnalysis`.
+The optional LLM step (:mod:`cli.analyzer.llm`) runs after it, on its result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from cli.analyzer.code import analyze_code
 from cli.analyzer.compose import COMPOSE_NAMES, compose_dependencies, parse_compose
 from cli.analyzer.dockerfile import DOCKERFILE_NAMES, parse_dockerfile
 from cli.analyzer.git import git_remote
-from cli.analyzer.llm import Provider, enhance
 from cli.analyzer.model import (
     AppAnalysis,
     Dependency,
@@ -67,7 +67,6 @@ def analyze(
     path: Path,
     *,
     app_config: AppConfig,
-    provider: Provider | None = None,
     warn: Callable[[str], None] = lambda _m: None,
     service: str = "",
     name: str = "",
@@ -242,10 +241,4 @@ def analyze(
     analysis.description = app.description or f"A containerized {analysis.type} application"
     analysis.team, analysis.owner, analysis.environment = app.team, app.owner, app_config.environment
     analysis.repository = app.repository or git_remote(app_dir)
-
-    if provider is not None:
-        try:
-            enhance(analysis, provider, type_fixed=bool(app.type), description_fixed=bool(app.description))
-        except RuntimeError as e:
-            warn(f"LLM analysis failed, using basic analysis: {e}")
     return analysis

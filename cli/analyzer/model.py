@@ -21,7 +21,7 @@ class HealthCheck(_M, kw_only=True):
     readiness_path: str = ""
     initial_delay_seconds: int = 0
     period_seconds: int = 0
-    source: str = ""  # code | dockerfile | compose | framework | config
+    source: str = ""  # code | dockerfile | compose | framework | config | llm
     origin: str = ""  # where the liveness path was found: "app/health.py:12", "Dockerfile:9", ".dorgu.yaml"
     readiness_origin: str = ""  # the same for the readiness path
 
@@ -123,6 +123,18 @@ class CodeInfo(_M, kw_only=True):
     files_scanned: int = 0
 
 
+class CpuMemory(_M, kw_only=True):
+    cpu: str = ""
+    memory: str = ""
+
+
+class Resources(_M, kw_only=True):
+    """Requests and limits proposed by the LLM and checked against the type's profile (empty: unset)."""
+
+    requests: CpuMemory = msgspec.field(default_factory=CpuMemory)
+    limits: CpuMemory = msgspec.field(default_factory=CpuMemory)
+
+
 class Dependency(_M, kw_only=True):
     name: str
     type: str = "service"
@@ -142,6 +154,7 @@ class AppAnalysis(_M, kw_only=True):
     env_vars: list[EnvVar] = msgspec.field(default_factory=list)
     dependencies: list[Dependency] = msgspec.field(default_factory=list)
     resource_profile: str = "api"
+    resources: Resources | None = None  # the LLM's checked proposal; None: the profile's (app config wins)
     scaling: Scaling = msgspec.field(default_factory=Scaling)
     dockerfile: DockerfileInfo | None = None
     compose: ComposeInfo | None = None

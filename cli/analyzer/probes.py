@@ -88,4 +88,5 @@ _SOURCES = {
     "dockerfile": "the Dockerfile's HEALTHCHECK",
     "compose": "the compose healthcheck",
     "config": "the app's .dorgu.yaml",
+    "llm": "proposed by the LLM and served by that route",
 }

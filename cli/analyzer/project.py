@@ -41,7 +41,6 @@ import msgspec
 from cli.analyzer import analyze, dns_name
 from cli.analyzer.compose import COMPOSE_NAMES, compose_dependencies, image_kind, parse_compose
 from cli.analyzer.dockerfile import DOCKERFILE_NAMES
-from cli.analyzer.llm import Provider
 from cli.analyzer.model import AppAnalysis, ComposeInfo, ComposeService, EnvVar, HealthCheck, Port, Scaling
 from cli.analyzer.security import SecurityPlan, known_image, plan_security
 from cli.analyzer.walk import read_text
@@ -328,7 +327,6 @@ def analyze_project(
     path: Path,
     *,
     app_config: AppConfig,
-    provider: Provider | None = None,
     warn: Callable[[str], None] = lambda _m: None,
     service: str = "",
 ) -> Project:
@@ -349,7 +347,7 @@ def analyze_project(
         )
     single = info is None or (not service and len(info.services) == 1 and bool(info.services[0].build))
     if single:
-        a = analyze(app_dir, app_config=app_config, provider=provider, warn=warn)
+        a = analyze(app_dir, app_config=app_config, warn=warn)
         svc = None
         if info is not None:
             svc = next((s for s in info.services if s.name == info.primary), None)
@@ -393,7 +391,7 @@ def analyze_project(
             )
         if svc.build:
             _check_build(svc, app_dir, compose_file.name)
-            a = analyze(app_dir, app_config=config, provider=provider, warn=warn, service=svc.name, name=name)
+            a = analyze(app_dir, app_config=config, warn=warn, service=svc.name, name=name)
             project.workloads.append(
                 built_workload(
                     a, service=svc.name, ingress=bool(svc.ports) or bool(service), warn=warn, svc=svc

@@ -46,6 +46,8 @@ class GenContext:
     """The app directory relative to the git repository root (CI build contexts); "" at the root."""
     workflow_path: str = "../.github/workflows/deploy.yaml"
     """Where the CI workflow goes, relative to the output directory (the repository root's .github/)."""
+    persona_markdown: str | None = None
+    """PERSONA.md as the LLM wrote it; ``None``: the deterministic template."""
 
     @property
     def name(self) -> str:
@@ -74,11 +76,18 @@ class GenContext:
         return self.configs.workspace.annotations.custom | self.configs.app.annotations
 
     def resources(self) -> ResourceProfile:
-        """Workspace profile for the app's type (or workspace defaults), overridden per field by the app."""
+        """Workspace profile for the app's type (or workspace defaults), overridden per field by the LLM's
+        checked proposal, then by the app."""
         base = profile_for(self.configs.workspace, self.analysis.resource_profile)
         app = self.configs.app.resources
         req = {k: str(getattr(base.requests, k)) for k in ("cpu", "memory")}
         lim = {k: str(getattr(base.limits, k)) for k in ("cpu", "memory")}
+        proposed = self.analysis.resources
+        if proposed is not None:
+            req |= {
+                k: getattr(proposed.requests, k) for k in ("cpu", "memory") if getattr(proposed.requests, k)
+            }
+            lim |= {k: getattr(proposed.limits, k) for k in ("cpu", "memory") if getattr(proposed.limits, k)}
         if app is not None:
             req |= {k: str(getattr(app.requests, k)) for k in ("cpu", "memory") if getattr(app.requests, k)}
             lim |= {k: str(getattr(app.limits, k)) for k in ("cpu", "memory") if getattr(app.limits, k)}

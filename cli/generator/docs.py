@@ -1,4 +1,5 @@
-"""``PERSONA.md`` (deterministic template) and the GitHub Actions workflow (fixed text)."""
+"""``PERSONA.md`` (the LLM's when one wrote it, else the deterministic template) and the GitHub Actions
+workflow (fixed text)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from cli.generator.context import GenContext
 
 
 def persona_md(ctx: GenContext) -> str:
+    """PERSONA.md: the LLM-written text when there is one (``ctx.persona_markdown``), else the template."""
+    return ctx.persona_markdown if ctx.persona_markdown is not None else persona_template(ctx)
+
+
+def persona_template(ctx: GenContext) -> str:
+    """The deterministic PERSONA.md: the same analysis always gives the same text."""
     a, app = ctx.analysis, ctx.configs.app
     out = [f"# {a.name}", "", "## Overview", "", a.description]
     if app.app.instructions.strip():

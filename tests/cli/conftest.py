@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cli import pipeline
 from cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,6 +18,12 @@ GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 FIXTURE_APPS = (
     "aspnet", "compose-app", "django", "express", "fastapi", "flask", "go-gin", "gradle-kotlin",
     "monorepo/services/billing", "nestjs", "php-laravel", "rails", "rust-axum", "spring-maven",
+)  # fmt: skip
+
+
+LLM_ENV = (
+    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OLLAMA_HOST",
+    "DORGU_LLM_BASE_URL",
 )  # fmt: skip
 
 
@@ -34,7 +41,10 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("KUBECONFIG", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for var in LLM_ENV:  # the machine's LLM keys and endpoints never reach a test
+        monkeypatch.delenv(var, raising=False)
+    # the LLM step's retries do not wait for real (tests that look at the waits record them instead)
+    monkeypatch.setattr(pipeline, "LLM_SLEEP", lambda _s: None)
     monkeypatch.setenv("NO_COLOR", "1")
     work = tmp_path / "work"
     work.mkdir()

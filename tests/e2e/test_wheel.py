@@ -18,6 +18,7 @@ how to get it; ``dorgu dev demo --no-wait`` and ``dorgu bench --personas 50`` su
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -236,6 +237,37 @@ def test_runtime_only_and_plot_says_how_to_install_the_bench_extra(installed: In
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pip install 'dorgu[bench]'" in proc.stderr
     assert not list(installed.empty.iterdir()), "nothing ran: the check comes before the bench"
+
+
+@pytest.mark.slow
+def test_runtime_only_generates_without_the_llm_extra(installed: Installed) -> None:
+    """The deterministic path needs none of the LLM libraries; a configured provider without them falls back
+    with a warning naming the extra, and the command still succeeds (writing nothing here: --dry-run)."""
+    libs = ("openai", "anthropic", "google.genai", "ollama")
+    find = (
+        "import importlib.util\n"
+        "def there(m):\n"
+        "    try:\n"
+        "        return importlib.util.find_spec(m) is not None\n"
+        "    except ModuleNotFoundError:  # google.genai without google\n"
+        "        return False\n"
+        f"print([m for m in {libs!r} if there(m)])"
+    )
+    proc = installed.run("python", "-c", find)
+    _check(proc, "looking for the LLM libraries")
+    assert proc.stdout.strip() == "[]", (
+        "the LLM client libraries are the llm extra's, not runtime dependencies"
+    )
+
+    app = str(ROOT / "deploy" / "demo-app")
+    with_key = dataclasses.replace(installed, env=installed.env | {"OPENAI_API_KEY": "sk-not-used"})
+    plain = with_key.run("dorgu", "generate", app, "--dry-run")
+    _check(plain, "dorgu generate --dry-run")
+    proc = with_key.run("dorgu", "generate", app, "--dry-run", "--llm-provider", "openai")
+    _check(proc, "dorgu generate --dry-run --llm-provider openai")
+    assert "needs the openai package (pip install 'dorgu[llm]')" in proc.stderr, proc.stderr
+    assert proc.stdout == plain.stdout
+    assert not list(installed.empty.iterdir())
 
 
 @pytest.mark.slow
