@@ -111,7 +111,8 @@ async def fetch(client: ApiClient, q: Query) -> Answer:
     path = q.resource.path(namespace=q.namespace, name=q.name)
     try:
         if q.output == "table":
-            params["includeObject"] = "Object"  # persona status also shows issues and conditions
+            if q.name and q.resource is APPLICATION_PERSONAS:  # status also shows issues and conditions
+                params["includeObject"] = "Object"
             raw = await client.request("GET", path, params=params, accept=TABLE_ACCEPT)
             return Answer(table=msgspec.json.decode(raw))
         raw = await client.request("GET", path, params=params)

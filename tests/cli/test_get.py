@@ -54,11 +54,18 @@ def test_persona_status_shows_the_printer_columns_without_an_operator(
     assert table[1][:5] == ["orders", "api", "critical", "<none>", "<none>"]
     # A status written later shows in its columns (read from the server, not computed here).
     obj = kube.get(f"{AP.format(ns=namespace)}/orders")
-    obj["status"] = {"phase": "Active", "health": {"status": "Healthy"}}
+    obj["status"] = {
+        "phase": "Degraded", "health": {"status": "Healthy"},
+        "validation": {"passed": False, "issues": [
+            {"severity": "error", "field": "spec.replicas", "message": "1 replica is below the minimum of 2"}
+        ]},
+    }  # fmt: skip
     kube.put(f"{AP.format(ns=namespace)}/orders/status", obj)
     r = run_cli("persona", "status", "orders", "-n", namespace)
     assert r.code == 0, r.err
-    assert lines(r.out)[1][:5] == ["orders", "api", "critical", "Active", "Healthy"]
+    assert lines(r.out)[1][:5] == ["orders", "api", "critical", "Degraded", "Healthy"]
+    # Below the columns, what a table cannot show: the validation issues.
+    assert "Validation issues (1)" in r.out and "1 replica is below the minimum of 2" in r.out
 
 
 def test_persona_status_json_and_yaml_are_the_servers_object(
