@@ -13,7 +13,8 @@ in-cluster way. Namespaces `a` and `b` both opt in to the webhook and both hold 
   status, same resourceVersion).
 * The webhook warns about a bad Deployment in `a` (through the API server) and admits the same Deployment in
   `b` unchecked (also asked directly: its review names the reason).
-* The WebSocket lists only `a`'s persona and refuses a request for `b`.
+* The WebSocket lists only `a`'s persona, a subscription to all namespaces gets only `a`'s, and a request
+  or subscription naming `b` is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -287,3 +289,32 @@ def drive(
     refused = dorgu("-n", "b")
     assert refused.returncode == 1
     assert "outside the operator's namespaces (a)" in refused.stderr and "Traceback" not in refused.stderr
+
+    # A subscription to every namespace: its snapshot holds `a`'s persona only; one to `b` is refused.
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "persona", "watch", "-A", "-o", "json", url, "--no-color"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/nonexistent"},
+    )  # fmt: skip
+    guard = threading.Timer(90, watch.kill)  # a watch that never prints ends the read (and fails the test)
+    guard.start()
+    try:
+        assert watch.stdout is not None
+        seen = [json.loads(watch.stdout.readline())]  # the snapshot's first item, as a "created" change
+        # A change in `b`, then one in `a`: everything printed up to `a`'s is the snapshot and what followed.
+        labels = {"metadata": {"labels": {"touched": "yes"}}}
+        kube.patch(ap.format(ns="b"), labels)
+        kube.patch(ap.format(ns="a"), labels)
+        while seen[-1]["eventType"] != "updated":
+            seen.append(json.loads(watch.stdout.readline()))
+    finally:
+        guard.cancel()
+        watch.terminate()
+        watch.wait(30)
+    assert [(e["eventType"], e["namespace"]) for e in seen] == [("created", "a"), ("updated", "a")], seen
+    refused = subprocess.run(
+        [sys.executable, "-m", "cli.main", "persona", "watch", "-n", "b", url, "--no-color"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": "/nonexistent"},
+    )  # fmt: skip
+    assert refused.returncode == 1 and "outside the operator's namespaces (a)" in refused.stderr
