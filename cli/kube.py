@@ -19,7 +19,7 @@ from cli.errors import Failure
 from dorgu.runtime.client import ApiClient, ClientSettings
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.errors import ApiError
-from dorgu.runtime.kubeconfig import ConfigError, resolve
+from dorgu.runtime.kubeconfig import ClusterAccess, ConfigError, resolve
 
 T = TypeVar("T")
 FIELD_MANAGER = "dorgu-cli"
@@ -44,14 +44,16 @@ def token_dir() -> Path:
     return made
 
 
-def connection(*, kubeconfig: str | None, context: str | None) -> ConnectionSettings:
-    run_dir = token_dir()
+def cluster_access(*, kubeconfig: str | None, context: str | None) -> ClusterAccess:
+    """The API server's connection and the context's namespace; a bad kubeconfig is a :class:`Failure`."""
     try:
-        return resolve(
-            kubeconfig=kubeconfig, context=context, run_dir=run_dir, user_agent="dorgu-cli"
-        ).connection
+        return resolve(kubeconfig=kubeconfig, context=context, run_dir=token_dir(), user_agent="dorgu-cli")
     except ConfigError as e:
         raise Failure(str(e)) from e
+
+
+def connection(*, kubeconfig: str | None, context: str | None) -> ConnectionSettings:
+    return cluster_access(kubeconfig=kubeconfig, context=context).connection
 
 
 def kubeconfig_available(kubeconfig: str | None) -> bool:

@@ -1,4 +1,9 @@
-"""Live commands over the operator's WebSocket: persona watch/status/list, cluster status, watch, sync.
+"""Live commands: persona watch/status/list, cluster status, watch, sync.
+
+`persona status`, `persona list` and `cluster status` read from the API server of the kubeconfig, as
+`kubectl get` does (the CRDs' printer columns; no operator needed), unless an operator URL is named
+(--operator-url, DORGU_OPERATOR_URL or `operator.url` in the global config): then they ask the operator's
+WebSocket, like the other live commands, which always do.
 
 Usage:
   dorgu persona watch [NAME] [-n NS | -A] [-l SELECTOR] [-o FORMAT] [options]
@@ -10,8 +15,9 @@ Usage:
   dorgu sync pull [-n NS] [options]
 
 Options:
-  -n NS --namespace=NS      Namespace (default: the global config's defaults.namespace, else "default";
-                            for `watch` and `sync pull`: all namespaces).
+  -n NS --namespace=NS      Namespace (default: the global config's defaults.namespace, else the
+                            kubeconfig context's (API server reads), else "default"; for `watch` and
+                            `sync pull`: all namespaces).
   -A --all-namespaces       All namespaces.
   --name=NAME               cluster status: the ClusterPersona (the positional NAME wins).
   -l SELECTOR --selector=SELECTOR
@@ -24,7 +30,8 @@ Options:
                             the global config; else ws://localhost:9090/ws).
   --token=TOKEN             Bearer token (also: DORGU_OPERATOR_TOKEN, or `operator.token` in the global
                             config; else the kubeconfig's).
-  --kubeconfig=FILE         Kubeconfig to take the token from (default: $KUBECONFIG or ~/.kube/config).
+  --kubeconfig=FILE         Kubeconfig: the API server to read from, or the operator's token (default:
+                            $KUBECONFIG or ~/.kube/config).
   --context=NAME            Kubeconfig context.
   --operator-ca=FILE        CA bundle for a wss:// operator (also: --ca-file, DORGU_OPERATOR_CA, else
                             $XDG_CONFIG_HOME/dorgu/operator-ca.crt when it exists; else the system's).
@@ -42,8 +49,9 @@ Options:
   --no-color                No colours.
   -h --help                 Show this help.
 
-Exit codes: 0 success (a watch ended with Ctrl-C included), 1 the operator cannot be reached or answered
-with an error, 2 bad flags (a token for a non-loopback ws:// URL without --insecure-cleartext included).
+Exit codes: 0 success (a watch ended with Ctrl-C included), 1 the operator or the API server cannot be
+reached or answered with an error (`Error from server (NotFound): ...` as kubectl prints it), 2 bad flags
+(a token for a non-loopback ws:// URL without --insecure-cleartext included).
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ from cli.output import Output
 from cli.settings import GlobalOperator, global_config_path, load_global
 from cli.ws_client import ConnectError, Follower, OperatorConnection, RemoteError, WsClientSettings
 from dorgu.domain import protocol as p
+from dorgu.domain.types import ApplicationPersona
 from webhook.ws.settings import is_loopback
 
 DEFAULT_URL = "ws://localhost:9090/ws"
@@ -151,12 +160,26 @@ def client_settings(args: dict[str, Any]) -> WsClientSettings:
     )  # fmt: skip
 
 
+def reads_api_server(args: dict[str, Any]) -> bool:
+    """``persona status|list`` and ``cluster status`` read from the API server (the kubeconfig's), as
+    kubectl does, unless an operator URL is named: --operator-url, DORGU_OPERATOR_URL or the global
+    config's ``operator.url``. The other live commands always need the operator."""
+    gets = (args["persona"] and (args["status"] or args["list"])) or (args["cluster"] and args["status"])
+    if not gets:
+        return False
+    return not (args["--operator-url"] or os.environ.get("DORGU_OPERATOR_URL") or _global_operator().url)
+
+
 def run(argv: list[str]) -> int:
     args = docopt(__doc__ or "", argv=argv)
     fmt = args["--output"]
     if fmt not in FORMATS:
         raise InputError(f"--output must be one of {', '.join(FORMATS)}, not {fmt!r}")
     out = Output(no_color=bool(args["--no-color"]))
+    if reads_api_server(args):
+        from cli import kubeget
+
+        return kubeget.run(args, out)
     settings = client_settings(args)
     try:
         if args["persona"] and args["watch"]:
@@ -333,6 +356,26 @@ def _dump(obj: Any, fmt: str, out: Output) -> None:
         out.out.write(yaml.safe_dump(data, sort_keys=False))
 
 
+class ReplyShapeError(Failure):
+    """The operator answered, but not in this protocol's shape (an older, Go, dorgu-operator, say)."""
+
+    def __init__(self, what: str, url: str, e: msgspec.ValidationError) -> None:
+        super().__init__(
+            f"the operator at {url} answered the {what} request in a shape this dorgu does not understand "
+            f"({e}); it may be an older dorgu-operator (the Go one answers a persona get with a list). Leave "
+            "--operator-url (and operator.url, DORGU_OPERATOR_URL) out to read from the API server instead"
+        )
+
+
+def _reply(payload: Any, type_: type[Any], what: str, settings: WsClientSettings) -> Any:
+    """The reply converted to its msgspec type; another shape is a :class:`ReplyShapeError`, never a
+    ``KeyError`` from indexing a dict that is not what was asked for."""
+    try:
+        return msgspec.convert(payload, type=type_)
+    except msgspec.ValidationError as e:
+        raise ReplyShapeError(what, settings.url, e) from None
+
+
 async def _oneshot(args: dict[str, Any], settings: WsClientSettings, out: Output) -> int:
     fmt = args["--output"]
     if args["sync"]:
@@ -341,35 +384,37 @@ async def _oneshot(args: dict[str, Any], settings: WsClientSettings, out: Output
         if args["persona"] and args["status"]:
             ns = _namespace(args) or "default"
             try:
-                got = await conn.request(
+                raw = await conn.request(
                     p.TOPIC_PERSONAS, {"action": "get", "namespace": ns, "name": args["NAME"]}
                 )
             except RemoteError as e:
                 if e.code == p.NOT_FOUND:
                     raise Failure(e.message) from None
                 raise
+            got: p.PersonaGot = _reply(raw, p.PersonaGot, "persona get", settings)
+            persona = _reply(got.persona, ApplicationPersona, "persona get", settings)
             if fmt != "table":
-                _dump(got["persona"], fmt, out)
+                _dump(got.persona, fmt, out)
                 return 0
-            _persona_status(got["persona"], out)
+            _persona_status(msgspec.to_builtins(persona), out)
             return 0
         if args["persona"] and args["list"]:
             payload = {"namespace": _namespace(args), "labelSelector": args["--selector"]}
-            got = await conn.request(p.TOPIC_PERSONAS, {k: v for k, v in payload.items() if v})
-            items = got.get("personas") or []
+            raw = await conn.request(p.TOPIC_PERSONAS, {k: v for k, v in payload.items() if v})
+            items = _reply(raw, p.PersonaList, "persona list", settings).personas
             if fmt != "table":
                 _dump(items, fmt, out)
             elif not items:
                 out.dim("No ApplicationPersonas found")
             else:
                 header = ("NAMESPACE", "NAME", "APP", "TYPE", "TIER", "PHASE", "HEALTH")
-                keys = ("namespace", "name", "appName", "type", "tier", "phase", "health")
-                out.print(table([[i.get(k) or "-" for k in keys] for i in items], header))
+                rows = [[i.namespace, i.name, i.app_name, i.type, i.tier, i.phase, i.health] for i in items]
+                out.print(table([[c or "-" for c in r] for r in rows], header))
             return 0
         # cluster status
         name = args["NAME"] or args["--name"]
         try:
-            got = await conn.request(p.TOPIC_CLUSTER, {"name": name} if name else {})
+            raw = await conn.request(p.TOPIC_CLUSTER, {"name": name} if name else {})
         except RemoteError as e:
             if e.code == p.NOT_FOUND and not name:
                 out.info(
@@ -379,10 +424,11 @@ async def _oneshot(args: dict[str, Any], settings: WsClientSettings, out: Output
             if e.code == p.NOT_FOUND:
                 raise Failure(e.message) from None
             raise
+        cluster = msgspec.to_builtins(_reply(raw, p.ClusterSummary, "cluster", settings))
         if fmt != "table":
-            _dump(got, fmt, out)
+            _dump(cluster, fmt, out)
             return 0
-        _cluster_block(got, out, title=f"ClusterPersona: {got.get('name')}")
+        _cluster_block(cluster, out, title=f"ClusterPersona: {cluster.get('name')}")
         return 0
 
 
@@ -405,6 +451,13 @@ def _persona_status(ap: dict[str, Any], out: Output) -> None:
     for label, value in lines:
         if value not in (None, ""):
             out.print(f"  {label + ':':<19}{value}")
+    persona_details(ap, out)
+
+
+def persona_details(ap: dict[str, Any], out: Output) -> None:
+    """A persona's validation issues and conditions (nothing when it has none)."""
+    val = (ap.get("status") or {}).get("validation") or {}
+    conds = (ap.get("status") or {}).get("conditions") or []
     issues = val.get("issues") or []
     if issues:
         out.print()
@@ -414,7 +467,6 @@ def _persona_status(ap: dict[str, Any], out: Output) -> None:
             out.print(f"  • {i.get('severity')}{where} {i.get('field') or ''}: {i.get('message')}")
             if i.get("suggestion"):
                 out.dim(f"      → {i['suggestion']}")
-    conds = st.get("conditions") or []
     if conds:
         out.print()
         out.info("Conditions")

@@ -12,6 +12,10 @@ Options:
   --identity=ID                 This replica's identity for leader election (default: $POD_NAME or the
                                 hostname).
   --leader-elect=BOOL           Elect a leader per controller with Leases (default: true).
+  --namespaces=NS[,NS]          Work only in these namespaces (default or empty: all): every component
+                                lists and watches namespaced kinds in each of them, never cluster-wide
+                                (namespaced RBAC: deploy/overlays/namespaced/); the webhook admits other
+                                namespaces' Deployments unchecked; the WebSocket serves these only.
   --lease-namespace=NS          Namespace of the Leases (default: the pod's namespace, else the
                                 kubeconfig context's, else dorgu-system).
   --metrics-bind-address=ADDR   Health and metrics server, host:port [default: 0.0.0.0:8080].
@@ -162,9 +166,21 @@ def _flag_options(args: dict[str, Any]) -> dict[str, Any]:
         if ws_auth not in ("token", "none"):
             raise InputError(f"--ws-auth must be token or none, not {ws_auth!r}")
         out["ws_auth"] = ws_auth
+    if args.get("--namespaces"):  # empty (deploy/'s ConfigMap default): every namespace
+        out["namespaces"] = _namespaces(str(args["--namespaces"]))
     if args.get("--ws-token-audiences"):
         out["ws_token_audiences"] = str(args["--ws-token-audiences"])
     return out
+
+
+def _namespaces(value: str) -> str:
+    """``--namespaces``: comma-separated namespace names (RFC 1123 labels; blanks dropped, repeats once)."""
+    from cli.names import check_label
+
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for n in names:
+        check_label(n, what="--namespaces: namespace")
+    return ",".join(dict.fromkeys(names))
 
 
 def _extra_options(text: str | None) -> dict[str, Any]:

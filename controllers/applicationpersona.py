@@ -51,6 +51,7 @@ from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import Condition
+from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import DEPLOYMENTS
 
 if TYPE_CHECKING:  # imported lazily below: prometheus-api-client costs ~70 ms of every child's start-up
@@ -126,17 +127,18 @@ class ApplicationPersonaReconciler:
         self.events = events
         self.clock = clock or manager.clock
         self.rng = rng or random.Random()
+        scope = namespace_scope(settings.namespaces)  # None: every namespace
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS,
             ApplicationPersona,
-            namespace=settings.watch_namespace,
+            namespace=scope,
             indexers={BY_SPEC_NAME: _persona_index},
             transform=drop_managed_fields,
         )
         self.deployments: Informer[Deployment] = manager.informer(
             DEPLOYMENTS,
             Deployment,
-            namespace=settings.watch_namespace,
+            namespace=scope,
             indexers={BY_APP_LABEL: _deployment_index},
         )
         self.controller = Controller(

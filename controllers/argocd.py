@@ -44,6 +44,7 @@ from dorgu.runtime.errors import Invalid, NotFound
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
+from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import Resource
 
 log = logging.getLogger("dorgu.argocd")
@@ -123,9 +124,13 @@ class ArgoCDReconciler:
         self.s = settings
         self.events = events
         self.clock = clock or manager.clock
+        self.scope = namespace_scope(settings.namespaces)
+        """The namespaces watched (None: every one). Applications are watched in them too, so with
+        ``--namespaces`` the Argo CD namespace must be one of them for Applications to be seen."""
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS,
             ApplicationPersona,
+            namespace=self.scope,
             indexers={
                 BY_NS_NAME: lambda p: [f"{p.metadata.namespace}/{p.spec.name}"],
                 BY_NAME: lambda p: [p.spec.name],
@@ -169,6 +174,7 @@ class ArgoCDReconciler:
         apps: Informer[ArgoApplication] = self.m.informer(
             APPLICATIONS,
             ArgoApplication,
+            namespace=self.scope,
             indexers={BY_APP_NAME: lambda a: [app_name(a)]},
             transform=drop_managed_fields,
         )

@@ -8,7 +8,9 @@ The heuristics are in :mod:`dorgu.domain.discovery`. Rules this controller keeps
   re-discovers every ClusterPersona after a short debounce (a burst of node events gives one pass).
 * **Discovery**: nodes (from the cache, in name order), resource summary, namespaces, Kubernetes version,
   platform, ApplicationPersona count and add-ons (label-selected LISTs of Deployments, StatefulSets and
-  DaemonSets in all namespaces). A step that fails keeps its previous value, and is reported:
+  DaemonSets in all namespaces — or, with ``--namespaces``, in each of those: the personas counted and the
+  add-ons found are then those of the operator's namespaces; nodes and the namespace totals are the
+  cluster's, as cluster-scoped kinds). A step that fails keeps its previous value, and is reported:
   ``Discovered=False/DiscoveryIncomplete`` naming the step, and a ``Ready`` phase becomes ``Degraded``.
 * **No Pod is ever read**: a cluster-wide Pod read would expose every Pod's environment values, so add-ons
   are found on their workloads and running Pods are not counted (``runningPods`` stays unset).
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -49,9 +51,11 @@ from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import DAEMONSETS, DEPLOYMENTS, NAMESPACES, NODES, STATEFULSETS, Resource
 
 log = logging.getLogger("dorgu.clusterpersona")
+T = TypeVar("T")
 
 FIELD_MANAGER = "dorgu-clusterpersona"
 NAME = "clusterpersona"
@@ -86,6 +90,8 @@ class ClusterPersonaReconciler:
         self.events = events
         self.clock = clock or manager.clock
         self.rng = rng or random.Random()
+        self.scope = namespace_scope(settings.namespaces)
+        """The namespaces whose personas and add-ons count (None: every one)."""
         self.personas: Informer[ClusterPersona] = manager.informer(
             CLUSTER_PERSONAS, ClusterPersona, transform=drop_managed_fields
         )
@@ -188,7 +194,7 @@ class ClusterPersonaReconciler:
 
         namespaces, personas, version, workloads = await asyncio.gather(
             step("namespaces", self.m.client.list_all(NAMESPACES, type=Namespace)),
-            step("applicationPersonas", self.m.client.list_all(APPLICATION_PERSONAS, type=_MetaOnly)),
+            step("applicationPersonas", self._list_scoped(APPLICATION_PERSONAS, _MetaOnly)),
             step("version", self.m.client.server_version()),
             step("addons", self._workloads()),
         )
@@ -197,7 +203,7 @@ class ClusterPersonaReconciler:
         app_count = old.application_count
         if namespaces is not None:
             with_personas = (
-                len({p.metadata.namespace for p in personas.items}) if personas is not None
+                len({p.metadata.namespace for p in personas}) if personas is not None
                 else (old.namespaces.with_personas if old.namespaces else None)
             )  # fmt: skip
             ns_summary = NamespaceSummary(
@@ -206,7 +212,7 @@ class ClusterPersonaReconciler:
                 with_personas=with_personas,
             )
         if personas is not None:
-            app_count = len(personas.items)
+            app_count = len(personas)
         summary = discovery.resource_summary(nodes)
         addons = discovery.detect_addons(workloads) if workloads is not None else old.addons
         kube_version = (version or {}).get("gitVersion") or old.kubernetes_version
@@ -232,18 +238,29 @@ class ClusterPersonaReconciler:
             )[0],
         )
 
+    async def _list_scoped(
+        self, resource: Resource, type_: type[T], *, label_selector: str | None = None
+    ) -> list[T]:
+        """Every object of a namespaced kind: one LIST cluster-wide, or one per namespace of the scope."""
+        namespaces: tuple[str | None, ...] = self.scope or (None,)
+        pages = await asyncio.gather(
+            *(self.m.client.list_all(resource, type=type_, namespace=ns, label_selector=label_selector)
+              for ns in namespaces)
+        )  # fmt: skip
+        return [item for page in pages for item in page.items]
+
     async def _workloads(self) -> list[discovery.Workload]:
         """Every Deployment, StatefulSet and DaemonSet carrying a label an add-on rule looks for."""
         queries = discovery.selector_queries()
         jobs = [
-            (kind, self.m.client.list_all(res, type=discovery.RawWorkload, label_selector=q))
+            (kind, self._list_scoped(res, discovery.RawWorkload, label_selector=q))
             for kind, res in WORKLOADS
             for q in queries
         ]
         pages = await asyncio.gather(*(j for _, j in jobs))
         seen: dict[tuple[str, str, str], discovery.Workload] = {}
-        for (kind, _), page in zip(jobs, pages, strict=True):
-            for raw in page.items:
+        for (kind, _), items in zip(jobs, pages, strict=True):
+            for raw in items:
                 w = discovery.workload_of(kind, raw)
                 seen[(kind, w.namespace, w.name)] = w
         return list(seen.values())

@@ -52,6 +52,10 @@ class ControllerOptions(LeaseOptions, frozen=True, kw_only=True, forbid_unknown_
     workers: Annotated[int, msgspec.Meta(ge=1)] = 16
     """Concurrent reconciles (``--workers``): coroutines waiting on the API server; 16 keeps the pipe full
     at no real cost. One object is never reconciled by two workers at once."""
+    namespaces: str | tuple[str, ...] = ()
+    """The namespaces the operator works in (``--namespaces``; a list, or one comma-separated string);
+    empty: every namespace. Namespaced kinds are listed and watched in each of them, never cluster-wide
+    (namespaced RBAC suffices), so objects elsewhere are neither seen nor written."""
 
 
 class PersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -69,9 +73,6 @@ class PersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unkno
     """How often the baseline loop looks for personas that are due."""
     prometheus_timeout_s: float = 10.0
     """Timeout of one Prometheus query."""
-    watch_namespace: str | None = None
-    """Watch personas and Deployments of this one namespace only (None: every namespace). ``dorgu bench``
-    sets it so that its operator touches nothing outside the bench's throwaway namespace."""
 
 
 class ClusterPersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

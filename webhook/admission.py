@@ -16,6 +16,9 @@ Rules this module keeps:
 * **DELETE and CONNECT are allowed** (``no opinion on delete/connect``) without looking at the object.
 * **kube-system is never checked** (1.20 has no ``kubernetes.io/metadata.name`` label to exclude it in the
   configuration's namespaceSelector).
+* **Outside the operator's namespaces nothing is checked**: with ``--namespaces`` (``scope``), a
+  Deployment of another namespace is allowed (``namespace is outside the operator's --namespaces; not
+  checked``) even when that namespace opted in — its personas are not cached, so nothing could match.
 * **Warnings:** every ``error`` and ``warning`` issue of every matching persona, in the rules' order, as
   the rule's ``message`` prefixed ``[<deployment>/<container>]`` when a container is concerned; ``info``
   issues are not warnings.
@@ -80,6 +83,7 @@ KUBE_SYSTEM = "kube-system"
 
 MSG_NO_OPINION = "no opinion on delete/connect"
 MSG_KUBE_SYSTEM = "kube-system is never checked"
+MSG_OUT_OF_SCOPE = "namespace is outside the operator's --namespaces; not checked"
 MSG_NO_APP = "no app.kubernetes.io/name (or app) label; skipping persona validation"
 MSG_NO_PERSONA = "no matching ApplicationPersona found"
 MSG_PASSED = "all persona checks passed"
@@ -254,11 +258,14 @@ class Reviewer:
         personas: PersonaLookup,
         namespace_mode: ModeLookup,
         undecodable: UndecodableLookup = _no_undecodable,
+        scope: frozenset[str] | None = None,
     ) -> None:
+        """``scope``: the namespaces checked (None: every opted-in one)."""
         self.mode = mode
         self.personas = personas
         self.namespace_mode = namespace_mode
         self.undecodable = undecodable
+        self.scope = scope
 
     def review(self, body: bytes) -> Reply:
         """Never raises: bad input is a 400, an unexpected exception a 500 (logged)."""
@@ -328,6 +335,8 @@ class Reviewer:
         namespace = request.namespace or meta.namespace or ""
         if namespace == KUBE_SYSTEM:
             return _allow(api_version, uid, MSG_KUBE_SYSTEM)
+        if self.scope is not None and namespace not in self.scope:
+            return _allow(api_version, uid, MSG_OUT_OF_SCOPE)
         app = deployment_app_name(deployment)
         if app is None:
             return _allow(api_version, uid, MSG_NO_APP)

@@ -46,6 +46,7 @@ from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import NAMESPACES, SECRETS
 from webhook.admission import Mode, Reviewer, parse_mode, undecodable_lookup
 from webhook.certificates import CertificateStore, Secret, TlsReloader
@@ -100,6 +101,9 @@ class WebhookSettings:
     """On stop, wait this long for reviews in flight."""
     limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=256))
     """Header and body timeouts and the connection limit of the listener."""
+    scope: tuple[str, ...] | None = None
+    """The namespaces whose Deployments are checked and whose personas are cached (``--namespaces``);
+    None: every opted-in namespace."""
 
     @property
     def service_dns_names(self) -> tuple[str, ...]:
@@ -157,6 +161,7 @@ def settings_from_options(options: Mapping[str, Any]) -> WebhookSettings:
             body_timeout_s=o.webhook_body_timeout_s,
             max_connections=o.webhook_max_connections,
         ),
+        scope=namespace_scope(o.namespaces),
     )
 
 
@@ -199,6 +204,7 @@ class WebhookServer:
         self.personas: Informer[ApplicationPersona] = manager.informer(
             APPLICATION_PERSONAS,
             ApplicationPersona,
+            namespace=settings.scope,
             indexers={BY_SPEC_NAME: _persona_index},
             transform=_slim_persona,
         )
@@ -216,6 +222,7 @@ class WebhookServer:
             personas=self._lookup,
             namespace_mode=self._namespace_mode,
             undecodable=undecodable_lookup(lambda: self.personas.undecodable.values()),
+            scope=frozenset(settings.scope) if settings.scope is not None else None,
         )
         self.tls = TlsReloader()
         self.certs = CertificateStore(

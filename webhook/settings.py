@@ -27,6 +27,10 @@ class WebhookOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Address to listen on (``--webhook-bind-address``)."""
     webhook_port: int = 9443
     """Port to listen on (``--webhook-bind-address``; controller-runtime's default)."""
+    namespaces: str | tuple[str, ...] = ()
+    """The namespaces the operator works in (``--namespaces``; a list, or one comma-separated string);
+    empty: every namespace. Deployments elsewhere are admitted unchecked (as if not opted in), and personas
+    are cached from these namespaces only."""
     webhook_namespace: str | None = None
     """Namespace of the certificate Secret and of the Service (None or empty: ``lease_namespace``)."""
     lease_namespace: str | None = None

@@ -167,7 +167,7 @@ class DorguOperator(Subject):
 
     def argv(self) -> list[str]:
         c = self.config
-        options = {"lease_name": f"{c.namespace}-applicationpersona", "watch_namespace": c.namespace}
+        options = {"lease_name": f"{c.namespace}-applicationpersona", "namespaces": c.namespace}
         argv = [
             sys.executable, "-m", "cli.main", "operator", f"--kubeconfig={c.kubeconfig}",
             "--components=applicationpersona", f"--lease-namespace={c.namespace}", f"--workers={c.workers}",

@@ -251,6 +251,23 @@ class PersonaEvent(PersonaState, kw_only=True):
     """``created``, ``updated`` or ``deleted`` (required: never omitted from the wire)."""
 
 
+class PersonaList(msgspec.Struct, rename="camel", kw_only=True):
+    """The ``personas`` response to a list request (the Go operator's shape too)."""
+
+    personas: list[PersonaSummary]
+    """The personas, sorted by namespace and name (``[]`` when none, never null)."""
+
+
+class PersonaGot(msgspec.Struct, rename="camel", kw_only=True):
+    """The ``personas`` response to a get request (``action: get``; the Go operator has none: it answers a
+    list, which does not convert to this — a client tells the two apart by converting, never by indexing)."""
+
+    persona: dict[str, Any]
+    """The ApplicationPersona as the API server holds it (``managedFields`` included)."""
+    summary: PersonaState | None = None
+    """The same persona in brief."""
+
+
 class ClusterSummary(msgspec.Struct, rename="camel", kw_only=True):
     """The ``cluster`` response: every key always present, ``addons`` null when none."""
 

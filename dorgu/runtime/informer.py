@@ -44,7 +44,7 @@ from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.errors import ApiError, Gone, TooManyRequests
 from dorgu.runtime.meta import ItemDecodeError
 from dorgu.runtime.resource import Resource
-from dorgu.runtime.store import IndexFunc, KubeObject, Store, object_key
+from dorgu.runtime.store import NAMESPACE_INDEX, IndexFunc, KubeObject, Store, object_key
 from dorgu.runtime.watch import WatchSettings, WatchStalled, watch
 
 T = TypeVar("T", bound=KubeObject)
@@ -117,7 +117,11 @@ class Informer(Generic[T]):
         settings: InformerSettings | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        store: Store[T] | None = None,
     ) -> None:
+        """``store``: share a store with other informers of the same resource in other namespaces
+        (:class:`~dorgu.runtime.multinamespace.MultiNamespaceInformer`); this one then owns only the keys
+        of its namespace — its relists, replays and resyncs touch no other."""
         self.client = client
         self.resource = resource
         self.item_type = item_type
@@ -128,7 +132,7 @@ class Informer(Generic[T]):
         self.settings = settings or InformerSettings()
         self.clock = clock or RealClock()
         self.rng = rng or random.Random()
-        self.store: Store[T] = Store(indexers=indexers)
+        self.store: Store[T] = store if store is not None else Store(indexers=indexers)
         self._handlers: list[Handlers[T]] = []
         self._decoder = msgspec.json.Decoder(item_type)
         self._synced = asyncio.Event()
@@ -150,7 +154,7 @@ class Informer(Generic[T]):
         """Register callbacks; a late registration first receives an add for every cached object."""
         self._handlers.append(handlers)
         if handlers.on_add and self._synced.is_set():
-            for obj in self.store.list():
+            for obj in self._own():
                 handlers.on_add(obj)
 
     def has_synced(self) -> bool:
@@ -177,6 +181,12 @@ class Informer(Generic[T]):
         finally:
             if resync:
                 resync.cancel()
+
+    def _own(self) -> list[T]:
+        """The objects of this informer's namespace (all of the store when it watches every namespace)."""
+        if self.namespace is None:
+            return self.store.list()
+        return self.store.by_index(NAMESPACE_INDEX, self.namespace)
 
     # -- reflector ----------------------------------------------------------------------------------------
 
@@ -221,7 +231,7 @@ class Informer(Generic[T]):
             key = object_key(obj)
             seen.add(key)
             self._apply_upsert(key, obj)
-        for key in list(self.store.keys()):
+        for key in [object_key(o) for o in self._own()]:
             if key not in seen:  # deleted while we were not watching: deliver the last known state
                 old = self.store.pop(key)
                 if old is not None:
@@ -325,7 +335,7 @@ class Informer(Generic[T]):
         assert period
         while True:
             await self.clock.sleep(period)
-            for obj in self.store.list():
+            for obj in self._own():
                 for h in self._handlers:
                     if h.on_update:
                         h.on_update(obj, obj)

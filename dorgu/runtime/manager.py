@@ -43,6 +43,7 @@ from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.controller import Controller
 from dorgu.runtime.informer import Informer, InformerSettings
 from dorgu.runtime.leaderelection import LeaderElectionSettings, LeaderElector
+from dorgu.runtime.multinamespace import MultiNamespaceInformer
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import IndexFunc
 
@@ -101,7 +102,10 @@ class Manager:
         )
         self.informer_settings = informer_settings or InformerSettings()
         self._set_ready = set_ready or (lambda ready: None)
-        self._informers: dict[tuple[str, str | None, str | None, str | None], Informer[Any]] = {}
+        self._informers: dict[
+            tuple[str, str | tuple[str, ...] | None, str | None, str | None],
+            Informer[Any] | MultiNamespaceInformer[Any],
+        ] = {}
         self._controllers: list[Controller] = []
         self._runnables: dict[RunnableGroup, list[_Entry]] = {g: [] for g in RunnableGroup}
         self._ready_gates: list[asyncio.Event] = []
@@ -120,7 +124,7 @@ class Manager:
         resource: Resource,
         item_type: type[T],
         *,
-        namespace: str | None = None,
+        namespace: str | tuple[str, ...] | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
@@ -128,24 +132,38 @@ class Manager:
     ) -> Informer[Any]:
         """The process's one informer for this resource/namespace/selectors (created on first request).
 
-        Created while the manager runs, it is started at once (it does not count for readiness; await its
-        ``wait_for_sync``). Indexers can only be given when the informer is created."""
+        ``namespace``: one namespace, several (a tuple: one cache over them, listed and watched namespace
+        by namespace — :mod:`~dorgu.runtime.multinamespace`), or None (every namespace; a cluster-scoped
+        kind is always cached whole, whatever is given). Created while the manager runs, it is started at
+        once (it does not count for readiness; await its ``wait_for_sync``). Indexers can only be given
+        when the informer is created."""
+        if not resource.namespaced:
+            namespace = None
+        elif isinstance(namespace, tuple) and len(namespace) == 1:
+            namespace = namespace[0]
         key = (str(resource), namespace, label_selector, field_selector)
         inf = self._informers.get(key)
         if inf is None:
             if self._state is _State.STOPPED:
                 raise RuntimeError("the manager has stopped: no informer can be started")
-            inf = Informer(
-                self.client, resource, item_type=item_type, namespace=namespace,
-                label_selector=label_selector, field_selector=field_selector, indexers=indexers,
-                transform=transform, settings=self.informer_settings, clock=self.clock,
-            )  # fmt: skip
+            if isinstance(namespace, tuple):
+                inf = MultiNamespaceInformer(
+                    self.client, resource, item_type=item_type, namespaces=namespace,
+                    label_selector=label_selector, field_selector=field_selector, indexers=indexers,
+                    transform=transform, settings=self.informer_settings, clock=self.clock,
+                )  # fmt: skip
+            else:
+                inf = Informer(
+                    self.client, resource, item_type=item_type, namespace=namespace,
+                    label_selector=label_selector, field_selector=field_selector, indexers=indexers,
+                    transform=transform, settings=self.informer_settings, clock=self.clock,
+                )  # fmt: skip
             self._informers[key] = inf
             if self._state is _State.RUNNING:
                 self._start_informer(inf)
         elif indexers:
             raise ValueError(f"informer for {key} already exists; give its indexers at first creation")
-        return inf
+        return inf  # type: ignore[return-value]  # a MultiNamespaceInformer has Informer's interface
 
     def add_controller(self, controller: Controller) -> None:
         """Run ``controller`` in the leader-only group (its informers come from :meth:`informer`)."""
@@ -176,7 +194,7 @@ class Manager:
             raise RuntimeError(f"{what}: the manager has already started")
 
     @property
-    def informers(self) -> list[Informer[Any]]:
+    def informers(self) -> list[Informer[Any] | MultiNamespaceInformer[Any]]:
         return list(self._informers.values())
 
     # -- running ----------------------------------------------------------------------------------------
@@ -220,7 +238,9 @@ class Manager:
             await _cancel(self._servers)
             await self.client.close()
 
-    async def _main(self, initial: list[Informer[Any]], stop: asyncio.Event) -> None:
+    async def _main(
+        self, initial: list[Informer[Any] | MultiNamespaceInformer[Any]], stop: asyncio.Event
+    ) -> None:
         """Caches synced → the others and readiness → leader-only work (under the Lease, if any)."""
         await asyncio.gather(*(i.wait_for_sync() for i in initial))
         log.info("caches synced", extra={"informers": [str(i.resource) for i in initial]})
@@ -254,7 +274,7 @@ class Manager:
             await _cancel(work)
             self._leading = False
 
-    def _start_informer(self, inf: Informer[Any]) -> None:
+    def _start_informer(self, inf: Informer[Any] | MultiNamespaceInformer[Any]) -> None:
         self._spawn(self._caches, inf.run(), f"informer:{inf.resource}")
 
     def _spawn(self, tasks: list[asyncio.Task[None]], coro: Coroutine[Any, Any, None], name: str) -> None:

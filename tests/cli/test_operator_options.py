@@ -74,6 +74,25 @@ def test_a_bad_option_is_a_usage_error_naming_it(
         assert w in r.err
 
 
+def test_namespaces_reach_every_component() -> None:
+    """``--namespaces`` is one option every component takes (their settings turn it into their scope)."""
+    options = plan(f"--components={ALL}", "--namespaces=a, b,a")
+    assert {name: o.get("namespaces") for name, o in options.items()} == dict.fromkeys(
+        operator.COMPONENTS, "a,b"
+    )
+    assert settings_from_options(options["webhook"]).scope == ("a", "b")
+    assert WebSocketSettings.from_options(options["websocket"]).scope == ("a", "b")
+    # Empty (deploy/'s ConfigMap default) or left out: every namespace.
+    assert all("namespaces" not in o for o in plan(f"--components={ALL}", "--namespaces=").values())
+    assert settings_from_options(plan("--components=webhook")["webhook"]).scope is None
+
+
+def test_a_bad_namespace_is_a_usage_error(run_cli: Callable[..., Result]) -> None:
+    r = run_cli("operator", "--kubeconfig=/nonexistent", "--namespaces=a,Not_A_Name")
+    assert r.code == 2
+    assert "--namespaces: namespace 'Not_A_Name' is not a valid Kubernetes name" in r.err
+
+
 def test_each_component_gets_the_options_it_takes_and_they_round_trip() -> None:
     argv = [
         f"--components={ALL}", "--leader-elect=false", "--lease-namespace=ops", "--workers=7",

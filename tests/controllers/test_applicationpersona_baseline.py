@@ -51,9 +51,7 @@ def test_baseline_learned_and_kept_when_prometheus_goes_down(
             m = Manager(connection=control_plane.connection(user_agent="ap-baseline-test"))
             r = ApplicationPersonaReconciler(
                 manager=m,
-                settings=PersonaSettings(
-                    prometheus_url=prometheus.url, baseline_check_s=3600, watch_namespace=NS
-                ),
+                settings=PersonaSettings(prometheus_url=prometheus.url, baseline_check_s=3600, namespaces=NS),
                 clock=FixedNow(),
             )
             tasks.append(asyncio.ensure_future(m.run(stop)))

@@ -180,6 +180,23 @@ def test_namespace_label_overrides_the_flag() -> None:
     assert out["response"]["allowed"] is True
 
 
+def test_outside_the_operators_namespaces_nothing_is_checked() -> None:
+    """``--namespaces``: a Deployment of another namespace is admitted unchecked, even in enforcing mode with
+    a matching persona; inside the scope the same Deployment is denied."""
+    scoped = Reviewer(
+        mode=Mode.ENFORCING, personas=lambda ns, app: [PERSONA] if app == "shop" else [],
+        namespace_mode=lambda ns: None, scope=frozenset({"ns"}),
+    )  # fmt: skip
+    _, out = answer(review(bad(), namespace="other"), scoped)
+    assert out["response"]["allowed"] is True and not out["response"].get("warnings")
+    assert (
+        out["response"]["status"]["message"]
+        == "namespace is outside the operator's --namespaces; not checked"
+    )
+    _, out = answer(review(bad(), namespace="ns"), scoped)
+    assert out["response"]["allowed"] is False
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

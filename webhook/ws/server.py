@@ -59,6 +59,7 @@ from dorgu.runtime.errors import ApiError
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import ObjectMeta
+from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import EVENTS, SECRETS
 from dorgu.runtime.store import NAMESPACE_INDEX, object_key
 from webhook.certificates import Secret, TlsReloader, material_of
@@ -112,6 +113,9 @@ class WebSocketSettings:
     """Rate at which a source's failure allowance refills (failures per second)."""
     limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=1024))
     """Header and body timeouts and the connection limit of the listener."""
+    scope: tuple[str, ...] | None = None
+    """The namespaces whose personas and Events are cached and served (``--namespaces``); None: every one.
+    A subscription or request naming another namespace is refused (``invalid_request``)."""
 
     def __post_init__(self) -> None:
         # The rule of WebSocketOptions, kept for settings built directly (bench, tests): no open listener.
@@ -160,6 +164,7 @@ class WebSocketSettings:
                 body_timeout_s=o.ws_body_timeout_s,
                 max_connections=o.ws_max_connections,
             ),
+            scope=namespace_scope(o.namespaces),
         )
 
 
@@ -329,13 +334,13 @@ class WebSocketServer:
             clock=manager.clock,
         )
         self.personas: Informer[ApplicationPersona] = manager.informer(
-            APPLICATION_PERSONAS, ApplicationPersona, transform=_slim
+            APPLICATION_PERSONAS, ApplicationPersona, namespace=settings.scope, transform=_slim
         )
         self.clusters: Informer[ClusterPersona] = manager.informer(
             CLUSTER_PERSONAS, ClusterPersona, transform=_slim
         )
         self.events: Informer[KubeEvent] = manager.informer(
-            EVENTS, KubeEvent, field_selector=EVENTS_FIELD_SELECTOR, transform=_slim
+            EVENTS, KubeEvent, namespace=settings.scope, field_selector=EVENTS_FIELD_SELECTOR, transform=_slim
         )
         self.informers: dict[str, Informer[Any]] = {
             p.TOPIC_PERSONAS: self.personas,
@@ -599,6 +604,12 @@ class WebSocketServer:
             what = f"applicationpersonas in {where}"
         if not ok:
             raise _Fail(p.FORBIDDEN, f"user {user.username!r} may not list and watch {what}")
+        scope = self.s.scope
+        if topic != p.TOPIC_CLUSTER and namespace and scope is not None and namespace not in scope:
+            raise _Fail(
+                p.INVALID_REQUEST,
+                f"namespace {namespace!r} is outside the operator's namespaces ({', '.join(scope)})",
+            )
 
     async def _subscribe(self, conn: Connection, user: User, msg: p.Subscribe) -> None:
         topic = msg.topic or ""

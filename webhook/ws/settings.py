@@ -40,6 +40,10 @@ class WebSocketOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     ws_auth: str = "token"
     """``token`` (TokenReview + SubjectAccessReview) or ``none`` (local development only; ``--ws-auth``):
     ``none`` is refused unless the listener is loopback (``127.0.0.1``, ``::1``, ``localhost``)."""
+    namespaces: str | tuple[str, ...] = ()
+    """The namespaces the operator works in (``--namespaces``; a list, or one comma-separated string);
+    empty: every namespace. Personas and Events are cached from these namespaces only, so lists and
+    subscriptions show nothing else; one naming another namespace is refused (``invalid_request``)."""
     ws_heartbeat_s: float = 30.0
     """Ping interval; a peer silent for half of it after a ping is disconnected."""
     ws_tls: str = "auto"
