@@ -13,7 +13,7 @@ Options:
   -o DIR --output=DIR    Output directory, relative to the current directory [default: ./k8s].
   -n NAME --name=NAME    Application name (default: app.name in .dorgu.yaml, else the directory name).
   --namespace=NS         Target namespace (default: global defaults.namespace, else "default").
-  --dry-run              Print the files instead of writing them.
+  --dry-run              Print the validation report, then the files, on stdout instead of writing them.
   --force                Overwrite files edited since dorgu generated them (default: keep them).
   --skip-argocd          No argocd/application.yaml.
   --skip-ci              No GitHub Actions workflow.
@@ -62,7 +62,7 @@ from cli.writer import plan, write
 def run(argv: list[str]) -> int:
     args = docopt(__doc__ or "", argv=argv)
     dry = args["--dry-run"]
-    out = Output(no_color=args["--no-color"], out=sys.stderr if dry else None)
+    out = Output(no_color=args["--no-color"])  # the report goes to stdout, before the files (as in Go)
     output = Path(args["--output"])
     spinner = Spinner("Analyzing application...")
     try:

@@ -151,6 +151,9 @@ def _unknown(words: tuple[str, ...], word: str) -> int:
 
 def _help(argv: list[str]) -> int:
     """``dorgu help [COMMAND...]``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(HELP_USAGE.strip("\n"))
+        return 0
     asked = [a for a in argv[1:] if not a.startswith("-")]
     if not asked:
         print(top_help())
