@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the tests need (the control-plane build installs its own: rsync; see dorgu/envtest).
 # nodejs + node-express: tests/cli/test_probes_served.py starts the Express fixture app (NODE_PATH=/usr/share/nodejs).
-APT_PACKAGES ?= prometheus nodejs node-express
+# zsh + fish: tests/cli/test_surface.py loads `dorgu completion zsh|fish` in the real shells.
+APT_PACKAGES ?= prometheus nodejs node-express zsh fish
 
-.PHONY: all test pytest lint demo deps envtest bench-peers clean distclean image e2e-k3d e2e-k3d-tools
+.PHONY: all test pytest lint demo deps buildinfo envtest bench-peers clean distclean image e2e-k3d e2e-k3d-tools
 
 all: test
 
@@ -23,7 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-deps: $(STAMP)
+deps: $(STAMP) buildinfo
+
+# `dorgu version`'s commit and build date: cli/_build.py (not in git), rewritten when HEAD moved (cli/buildinfo.py).
+# Standard library only: runs before the venv exists.
+buildinfo:
+	$(PYTHON) -m cli.buildinfo
 
 # The local control plane's binaries: built once per machine from Debian's sources and cached.
 envtest: $(STAMP)
@@ -40,12 +46,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # pytest's exit code 5 ("no tests collected") is not a failure of the suite.
-pytest: $(STAMP) envtest
+pytest: $(STAMP) buildinfo envtest
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 test: lint pytest
 
-demo: $(STAMP) envtest
+demo: $(STAMP) buildinfo envtest
 	$(BIN)/dorgu dev demo
 
 # The operator's image (Dockerfile): needs a Docker engine, which these machines lack.
@@ -53,6 +59,7 @@ IMAGE ?= ghcr.io/dorgu-ai/dorgu:dev
 image:
 	@command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || { \
 	  echo "make image: needs a running Docker engine (docker info failed); nothing was built" >&2; exit 2; }
+	$(MAKE) buildinfo
 	docker build -t $(IMAGE) .
 
 # The end-to-end test on a real k3d cluster (machines with Docker and k3d), after `make image`: the script

@@ -9,7 +9,10 @@ Commands:
                     from Debian's sources on first use) with dorgu's CRDs; prints `export KUBECONFIG=...`.
   dev cluster down  Stop it and remove its files.
   dev cluster env   Print `export KUBECONFIG=...` for the running local control plane.
-  dev demo          Bring up a local control plane, install the CRDs, apply the samples and show them.
+  dev demo          The whole system on this machine, narrated: a local control plane, `dorgu operator`
+                    with all five components, `dorgu generate` and `dorgu persona apply` on the bundled
+                    sample app, a Deployment that breaks its persona (the webhook's warnings), and
+                    `dorgu persona watch` following the persona while the Deployment is fixed.
 
 Options:
   --no-wait         Exit after showing the result instead of staying up until Ctrl-C.

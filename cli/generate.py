@@ -21,7 +21,7 @@ Options:
   -n NAME --name=NAME    Application name (default: app.name in .dorgu.yaml, else the directory name).
   --service=NAME         Only this compose service (the single-app layout, named after the service).
   --namespace=NS         Target namespace (default: global defaults.namespace, else "default").
-  --dry-run              Print the files instead of writing them.
+  --dry-run              Print the validation report, then the files, on stdout instead of writing them.
   --force                Overwrite files edited since dorgu generated them (default: keep them).
   --skip-argocd          No argocd/application.yaml.
   --skip-ci              No GitHub Actions workflow.
@@ -71,7 +71,7 @@ from cli.writer import plan, write
 def run(argv: list[str]) -> int:
     args = docopt(__doc__ or "", argv=argv)
     dry = args["--dry-run"]
-    out = Output(no_color=args["--no-color"], out=sys.stderr if dry else None)
+    out = Output(no_color=args["--no-color"])  # the report goes to stdout, before the files (as in Go)
     output = Path(args["--output"])
     spinner = Spinner("Analyzing application...")
     try:

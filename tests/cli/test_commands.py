@@ -21,7 +21,7 @@ def test_help_and_groups(run_cli):
     r = run_cli()
     assert r.code == 0 and "persona apply" in r.out and "Exit codes" in r.out
     r = run_cli("persona")
-    assert r.code == 0 and "dorgu persona apply" in r.out
+    assert r.code == 0 and "  apply [PATH]" in r.out and "dorgu persona <command>" in r.out
     r = run_cli("persona", "nope")
     assert r.code == 2 and 'unknown command "nope"' in r.err
     r = run_cli("version")

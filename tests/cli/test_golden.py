@@ -234,5 +234,7 @@ def test_dry_run_prints_the_same_files(run_cli, tmp_path: Path) -> None:
     r = run_cli("generate", str(src), "--dry-run", "--kube-version", "1.20", "--namespace", "demo")
     assert r.code == 0
     assert "--- deployment.yaml ---" in r.out and "--- ../PERSONA.md ---" in r.out
-    assert "Validation" in r.err and "Validation" not in r.out
+    # As in Go: the validation report on stdout, before the files; nothing of it on stderr.
+    assert "Validation passed" in r.out and r.out.index("Validation") < r.out.index("--- deployment.yaml ---")
+    assert "Validation" not in r.err
     assert not Path("k8s").exists()
