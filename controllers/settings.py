@@ -72,6 +72,12 @@ class PersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unkno
     watch_namespace: str | None = None
     """Watch personas and Deployments of this one namespace only (None: every namespace). ``dorgu bench``
     sets it so that its operator touches nothing outside the bench's throwaway namespace."""
+    shard_index: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Set by ``dorgu operator --shards`` on each shard process of a replica: this process is shard
+    ``<identity>-<shard_index>`` of the ring (None: unsharded, one Lease for the whole controller)."""
+    sharder_settle_s: float = 5.0
+    """Sharded: after the set of live shards changes, the sharder waits until it has been stable this long
+    before assigning or moving personas."""
 
 
 class ClusterPersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -1,0 +1,248 @@
+"""The ApplicationPersona controller as a ring of shards (``dorgu operator --shards``), and its sharder.
+
+* **Shard** (:func:`run`): the ordinary reconciler on caches narrowed to one shard. Personas: a label
+  selector ``shard.dorgu.io/applicationpersona=<shard>`` (the sharder writes the label; our own CRD, so no
+  user object is ever mutated). Deployments: every shard watches all of them but caches only those its own
+  personas select (:class:`OwnDeployments`): memory splits, the decode CPU of Deployment events does not.
+  The reconcile is wrapped by :class:`~dorgu.runtime.sharding.ShardGate` (ownership check, drain
+  acknowledgement, wait for a newly owned persona's Deployments) and the shard's Lease is its own
+  (``applicationpersona-shard.<shard>``): it reconciles only while holding it.
+* **Sharder** (:func:`run_sharder`): :class:`~dorgu.runtime.sharder.Sharder` over the personas, under the
+  Lease ``dorgu-applicationpersona-sharder`` (one active sharder; it is spread with the other controllers'
+  Leases).
+
+The webhook and the WebSocket server are not sharded: they are components of their own with whole,
+read-only persona caches, so any replica answers for any persona.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from controllers.applicationpersona import (
+    BY_APP_LABEL,
+    NAME,
+    ApplicationPersonaReconciler,
+    _deployment_index,
+    _persona_index,
+)
+from controllers.component import lease_settings
+from controllers.settings import PersonaSettings
+from dorgu.domain.kube import Deployment
+from dorgu.domain.resources import APP_LABEL, APPLICATION_PERSONAS, NAME_LABEL
+from dorgu.domain.types import ApplicationPersona
+from dorgu.runtime import metrics
+from dorgu.runtime.client import ApiClient
+from dorgu.runtime.clock import Clock
+from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.events import EventRecorder
+from dorgu.runtime.informer import Handlers, Informer
+from dorgu.runtime.manager import Manager, RunnableGroup
+from dorgu.runtime.resource import DEPLOYMENTS
+from dorgu.runtime.sharder import Sharder, SharderSettings
+from dorgu.runtime.sharding import ShardGate, shard_label, shard_lease_settings
+
+log = logging.getLogger("dorgu.applicationpersona.shard")
+
+RING = "applicationpersona"
+SHARDER_LEASE = "dorgu-applicationpersona-sharder"
+SHARD_LABEL = shard_label(RING)
+
+
+def shard_name(identity: str, index: int) -> str:
+    """Shard ``index`` of replica ``identity``."""
+    return f"{identity}-{index}"
+
+
+class OwnDeployments:
+    """The rule of a shard's Deployment cache: a Deployment is cached while one of the shard's own personas
+    selects it (``<namespace>/<app name>`` from its labels, as the reconciler's index maps it).
+
+    * Until the shard's persona cache has synced, everything is kept (the Deployment LIST may arrive first;
+      dropping what it holds would cost one fetch per persona); then what no own persona selects is dropped.
+    * A persona that becomes the shard's later (a new persona, a move) gets its Deployments fetched (two
+      label-selected LISTs: the name label and the older ``app`` label) and admitted into the cache; until
+      they are in, :meth:`pending` holds the persona's reconcile back (it would judge it without its
+      Deployments: a wrong Pending status and Events).
+    * A persona that leaves (deleted, drained) drops the Deployments no other own persona selects.
+    """
+
+    def __init__(self, *, client: ApiClient, shard: str, clock: Clock, retry_s: float = 1.0) -> None:
+        self.client = client
+        self.clock = clock
+        self.retry_s = retry_s
+        self.wanted: Counter[str] = Counter()
+        self.personas_synced = False
+        self._pending: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.deployments: Informer[Deployment] | None = None
+        self._m_cached = metrics.SHARD_SECONDARY_OBJECTS.labels(RING, shard, "deployments")
+        self.fetches = 0
+        """Label-selected Deployment fetches made (observable by tests and benchmarks)."""
+
+    def keep(self, d: Deployment) -> bool:
+        if not self.personas_synced:
+            return True
+        return any(v in self.wanted for v in _deployment_index(d))
+
+    def pending(self, persona: ApplicationPersona) -> bool:
+        return bool(self._pending) and _persona_index(persona)[0] in self._pending
+
+    def attach(self, personas: Informer[ApplicationPersona], deployments: Informer[Deployment]) -> None:
+        self.deployments = deployments
+        personas.add_handlers(
+            Handlers(
+                on_add=lambda p: self._want(_persona_index(p)[0]),
+                on_update=self._moved,
+                on_delete=lambda p: self._unwant(_persona_index(p)[0]),
+            )
+        )
+        count = lambda *_: self._m_cached.set(len(deployments.store))  # noqa: E731
+        deployments.add_handlers(Handlers(on_add=count, on_delete=count))
+
+    async def run(self, personas: Informer[ApplicationPersona]) -> None:
+        """From the persona cache's sync on: filter (a servers-group runnable, started with the caches)."""
+        await personas.wait_for_sync()
+        self.personas_synced = True
+        assert self.deployments is not None
+        self.deployments.forget(self.deployments.store.keys())
+        self._m_cached.set(len(self.deployments.store))
+        log.info(
+            "deployment cache narrowed to %d for %d personas",
+            len(self.deployments.store),
+            len(personas.store),
+        )
+
+    def _moved(self, old: ApplicationPersona, new: ApplicationPersona) -> None:
+        a, b = _persona_index(old)[0], _persona_index(new)[0]
+        if a != b:
+            self._want(b)
+            self._unwant(a)
+
+    def _want(self, value: str) -> None:
+        self.wanted[value] += 1
+        deps = self.deployments
+        if self.wanted[value] == 1 and self.personas_synced and deps is not None and deps.has_synced():
+            self._pending.add(value)
+            task = asyncio.get_running_loop().create_task(self._fetch(value))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _unwant(self, value: str) -> None:
+        self.wanted[value] -= 1
+        if self.wanted[value] > 0:
+            return
+        del self.wanted[value]
+        self._pending.discard(value)
+        deps = self.deployments
+        if self.personas_synced and deps is not None:
+            deps.forget(
+                [
+                    f"{d.metadata.namespace}/{d.metadata.name}"
+                    for d in deps.store.by_index(BY_APP_LABEL, value)
+                ]
+            )
+            self._m_cached.set(len(deps.store))
+
+    async def _fetch(self, value: str) -> None:
+        ns, _, app = value.partition("/")
+        deps = self.deployments
+        assert deps is not None
+        while value in self.wanted:
+            deps.begin_admit()
+            try:
+                for label in (NAME_LABEL, APP_LABEL):
+                    page = await self.client.list_all(
+                        DEPLOYMENTS, type=Deployment, namespace=ns, label_selector=f"{label}={app}"
+                    )
+                    deps.admit(page.items)
+                self.fetches += 1
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.info("fetching the Deployments of %s failed (%s); retrying", value, e)
+                await self.clock.sleep(self.retry_s)
+            finally:
+                deps.end_admit()
+        self._pending.discard(value)
+        self._m_cached.set(len(deps.store))
+
+
+async def run(ctx: ComponentContext) -> None:
+    """One shard (a child process; ``shard_index`` set by ``dorgu operator --shards``)."""
+    settings = msgspec.convert(dict(ctx.options), type=PersonaSettings)
+    assert settings.shard_index is not None, "a shard needs shard_index"
+    shard = shard_name(ctx.identity, settings.shard_index)
+    base = lease_settings(settings, identity=ctx.identity, default_name=f"{RING}-shard")
+    if base is None:
+        raise ValueError("a sharded controller needs leader election (its shard Lease)")
+    connection = msgspec.structs.replace(
+        ctx.connection, user_agent=f"{ctx.connection.user_agent} {NAME} shard={shard}"
+    )
+    manager = Manager(
+        connection=connection,
+        leader_election=shard_lease_settings(base, ring=RING, shard=shard),
+        set_ready=ctx.set_ready,
+    )
+    events = EventRecorder(manager.client, component=NAME, host=ctx.identity, clock=manager.clock)
+    own = OwnDeployments(client=manager.client, shard=shard, clock=manager.clock)
+    reconciler = ApplicationPersonaReconciler(
+        manager=manager,
+        settings=settings,
+        events=events,
+        persona_selector=f"{SHARD_LABEL}={shard}",
+        deployment_keep=own.keep,
+    )
+    own.attach(reconciler.personas, reconciler.deployments)
+    gate = ShardGate(
+        client=manager.client,
+        resource=APPLICATION_PERSONAS,
+        ring=RING,
+        shard=shard,
+        informer=reconciler.personas,
+        enqueue=reconciler.controller.enqueue,
+        pending=own.pending,
+    )
+    reconciler.controller.reconcile = gate.wrap(reconciler.reconcile)
+
+    async def narrow() -> None:
+        await own.run(reconciler.personas)
+
+    manager.add_runnable(narrow, group=RunnableGroup.SERVERS, name="own-deployments")
+    manager.add_runnable(events.run, group=RunnableGroup.LEADER, name="event-recorder")
+    log.info("shard %s of ring %s starting", shard, RING)
+    await manager.run(ctx.stopping)
+    await asyncio.sleep(0)
+
+
+async def run_sharder(ctx: ComponentContext) -> None:
+    """The ring's sharder (a child process on every replica; one leads)."""
+    settings = msgspec.convert(dict(ctx.options), type=PersonaSettings)
+    lease = lease_settings(settings, identity=ctx.identity, default_name=SHARDER_LEASE)
+    if lease is None:
+        raise ValueError("the sharder needs leader election")
+    connection = msgspec.structs.replace(ctx.connection, user_agent=f"{ctx.connection.user_agent} sharder")
+    manager = Manager(connection=connection, leader_election=lease, set_ready=ctx.set_ready)
+    Sharder(
+        manager=manager,
+        settings=SharderSettings(
+            ring=RING,
+            resource=APPLICATION_PERSONAS,
+            namespace=settings.watch_namespace,
+            lease_namespace=lease.namespace,
+            lease_duration_s=settings.lease_duration_s,
+            settle_s=settings.sharder_settle_s,
+            workers=settings.workers,
+        ),
+    )
+    await manager.run(ctx.stopping)
+    await asyncio.sleep(0)
+
+
+__all__: list[Any] = ["OwnDeployments", "run", "run_sharder", "shard_name"]
