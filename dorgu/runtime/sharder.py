@@ -208,24 +208,35 @@ class Sharder:
         labels = obj.metadata.labels or {}
         current = labels.get(self._shard_label)
         draining = self._drain_label in labels
+        retry = False
         if current is None:
-            await self._write(req, obj, {self._shard_label: desired, self._drain_label: None}, "assign")
+            retry = await self._write(
+                req, obj, {self._shard_label: desired, self._drain_label: None}, "assign"
+            )
         elif current == desired and not draining:
             return None
         elif self.membership.is_dead(current):
-            await self._write(req, obj, {self._shard_label: desired, self._drain_label: None}, "reassign")
+            retry = await self._write(
+                req, obj, {self._shard_label: desired, self._drain_label: None}, "reassign"
+            )
         elif not draining:
-            await self._write(req, obj, {self._drain_label: "true"}, "drain")
+            retry = await self._write(req, obj, {self._drain_label: "true"}, "drain")
         # else: a live shard is letting go; its acknowledgement (label removed) wakes this key again.
-        return None
+        return Result(requeue=True) if retry else None
 
-    async def _write(self, req: Request, obj: ObjectRef, labels: dict[str, Any], action: str) -> None:
+    async def _write(self, req: Request, obj: ObjectRef, labels: dict[str, Any], action: str) -> bool:
+        """One label write; True when it conflicted (the key is retried)."""
         body = {"metadata": {"resourceVersion": obj.metadata.resource_version, "labels": labels}}
         try:
             await self.m.client.patch(
                 self.s.resource, req.name, body, namespace=req.namespace or None, decode=False
             )
-        except (Conflict, NotFound):
-            return  # changed or gone: the watch brings the newer version, decided on again
+        except NotFound:
+            return False  # gone
+        except Conflict:
+            # Changed since the decision (a status write, a shard's acknowledgement): decide again on the
+            # newer version, after the rate limiter's short backoff (status writes do not wake this key).
+            return True
         self.actions[action] += 1
         self._m_actions[action].inc()
+        return False
