@@ -11,7 +11,8 @@ Options:
                                 Known: applicationpersona, clusterpersona, argocd, webhook, websocket.
   --shards=N                    Run the ApplicationPersona controller as a ring of shards: N shard
                                 processes on this replica ("auto": one per replica), each reconciling the
-                                personas a sharder assigns to it (default: unsharded, one Lease).
+                                personas a sharder assigns to it; "off": unsharded, one Lease
+                                (default: off).
   --identity=ID                 This replica's identity for leader election (default: $POD_NAME or the
                                 hostname).
   --leader-elect=BOOL           Elect a leader per controller with Leases (default: true).
@@ -112,14 +113,16 @@ SHARDER_TARGET = "controllers.applicationpersona_shard:run_sharder"
 
 
 def _shards(value: Any) -> int | None:
-    """``--shards``: None (unsharded), "auto" (one shard process per replica) or a positive count."""
+    """``--shards``: None or "off" (unsharded), "auto" (one shard process per replica) or a positive count."""
     if value is None:
         return None
     v = str(value).strip().lower()
+    if v in ("off", ""):
+        return None
     if v == "auto":
         return 1
     if not v.isdigit() or int(v) < 1:
-        raise InputError(f"--shards must be auto or a positive number, not {value!r}")
+        raise InputError(f"--shards must be auto, off or a positive number, not {value!r}")
     return int(v)
 
 
