@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import Counter
 from typing import Any
 
@@ -48,10 +49,16 @@ from dorgu.runtime.sharder import Sharder, SharderSettings
 from dorgu.runtime.sharding import ShardGate, shard_label, shard_lease_settings
 
 log = logging.getLogger("dorgu.applicationpersona.shard")
+_LABEL_VALUE = re.compile(r"(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 RING = "applicationpersona"
 SHARDER_LEASE = "dorgu-applicationpersona-sharder"
 SHARD_LABEL = shard_label(RING)
+FETCH_COALESCE_S = 0.2
+"""A shard gaining personas waits this long for more before fetching their Deployments."""
+FETCH_BATCH = 100
+"""App names per label-selected Deployment LIST when a shard gains personas (label values are at most 63
+characters: a selector of 100 stays well under any URL limit)."""
 
 
 def shard_name(identity: str, index: int) -> str:
@@ -65,10 +72,11 @@ class OwnDeployments:
 
     * Until the shard's persona cache has synced, everything is kept (the Deployment LIST may arrive first;
       dropping what it holds would cost one fetch per persona); then what no own persona selects is dropped.
-    * A persona that becomes the shard's later (a new persona, a move) gets its Deployments fetched (two
-      label-selected LISTs: the name label and the older ``app`` label) and admitted into the cache; until
-      they are in, :meth:`pending` holds the persona's reconcile back (it would judge it without its
-      Deployments: a wrong Pending status and Events).
+    * A persona that becomes the shard's later (a new persona, a move) gets its Deployments fetched and
+      admitted into the cache: batched per namespace, two set-based label-selected LISTs (the name label
+      and the older ``app`` label) per 100 app names; until they are in, :meth:`pending` holds the
+      persona's reconcile back (it would judge it without its Deployments: a wrong Pending status and
+      Events).
     * A persona that leaves (deleted, drained) drops the Deployments no other own persona selects.
     """
 
@@ -79,7 +87,8 @@ class OwnDeployments:
         self.wanted: Counter[str] = Counter()
         self.personas_synced = False
         self._pending: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queued: set[str] = set()
+        self._fetcher: asyncio.Task[None] | None = None
         self.deployments: Informer[Deployment] | None = None
         self._m_cached = metrics.SHARD_SECONDARY_OBJECTS.labels(RING, shard, "deployments")
         self.fetches = 0
@@ -129,9 +138,9 @@ class OwnDeployments:
         deps = self.deployments
         if self.wanted[value] == 1 and self.personas_synced and deps is not None and deps.has_synced():
             self._pending.add(value)
-            task = asyncio.get_running_loop().create_task(self._fetch(value))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._queued.add(value)
+            if self._fetcher is None or self._fetcher.done():
+                self._fetcher = asyncio.get_running_loop().create_task(self._fetch_loop())
 
     def _unwant(self, value: str) -> None:
         self.wanted[value] -= 1
@@ -139,6 +148,7 @@ class OwnDeployments:
             return
         del self.wanted[value]
         self._pending.discard(value)
+        self._queued.discard(value)
         deps = self.deployments
         if self.personas_synced and deps is not None:
             deps.forget(
@@ -149,29 +159,47 @@ class OwnDeployments:
             )
             self._m_cached.set(len(deps.store))
 
-    async def _fetch(self, value: str) -> None:
-        ns, _, app = value.partition("/")
+    async def _fetch_loop(self) -> None:
+        """Fetch what is queued, in batches: per namespace, one set-based selector per label for up to
+        ``FETCH_BATCH`` app names (a sharder assigning thousands of personas at once costs a few LISTs, not
+        two per persona). A failed batch is queued again after ``retry_s``."""
         deps = self.deployments
         assert deps is not None
-        while value in self.wanted:
-            deps.begin_admit()
-            try:
-                for label in (NAME_LABEL, APP_LABEL):
-                    page = await self.client.list_all(
-                        DEPLOYMENTS, type=Deployment, namespace=ns, label_selector=f"{label}={app}"
-                    )
-                    deps.admit(page.items)
-                self.fetches += 1
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.info("fetching the Deployments of %s failed (%s); retrying", value, e)
-                await self.clock.sleep(self.retry_s)
-            finally:
-                deps.end_admit()
-        self._pending.discard(value)
-        self._m_cached.set(len(deps.store))
+        await self.clock.sleep(FETCH_COALESCE_S)  # let a burst of assignments queue up first
+        while self._queued:
+            by_ns: dict[str, list[str]] = {}
+            for value in sorted(self._queued):
+                ns, _, app = value.partition("/")
+                if _LABEL_VALUE.fullmatch(app):
+                    by_ns.setdefault(ns, []).append(app)
+                else:
+                    self._pending.discard(value)  # no Deployment can carry it as a label value: none to fetch
+            self._queued.clear()
+            for ns, apps in by_ns.items():
+                for i in range(0, len(apps), FETCH_BATCH):
+                    batch = apps[i : i + FETCH_BATCH]
+                    values = [f"{ns}/{a}" for a in batch]
+                    deps.begin_admit()
+                    try:
+                        for label in (NAME_LABEL, APP_LABEL):
+                            page = await self.client.list_all(
+                                DEPLOYMENTS, type=Deployment, namespace=ns,
+                                label_selector=f"{label} in ({','.join(batch)})",
+                            )  # fmt: skip
+                            deps.admit(page.items)
+                        self.fetches += 1
+                        self._pending.difference_update(values)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:
+                        log.info(
+                            "fetching Deployments of %d apps in %s failed (%s); retrying", len(batch), ns, e
+                        )
+                        self._queued.update(v for v in values if v in self.wanted)
+                        await self.clock.sleep(self.retry_s)
+                    finally:
+                        deps.end_admit()
+            self._m_cached.set(len(deps.store))
 
 
 async def run(ctx: ComponentContext) -> None:
