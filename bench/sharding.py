@@ -1,7 +1,7 @@
 """Benchmark of the sharded ApplicationPersona controller against one unsharded process.
 
 Run ``.venv/bin/python bench/sharding.py [--personas 10000] [--replicas 2] [--shards-per-replica 2]
-[--stream-rate 20] [--only unsharded,sharded,failover] [--deadline 1800] [--json]``. It starts its own
+[--stream-rate 20] [--only unsharded,sharded,failover,ceiling] [--deadline 1800] [--json]``. It starts its own
 control plane (etcd + kube-apiserver 1.20 with dorgu's CRDs), seeds two namespaces with ``--personas``
 personas and one Deployment each (``cli.bench.workload``'s objects), and runs ``dorgu operator`` as real
 processes, measuring from its own watch (an informer; never polling):
@@ -20,6 +20,9 @@ processes, measuring from its own watch (an informer; never polling):
    apps) runs; ``kill -9`` of a replica not running the active sharder. Seconds from the kill until every
    persona of its shards is labelled for a surviving shard (goal: lease duration + 10 s = 25 s), and until
    every changed app's persona shows its last change after the stream stopped.
+4. **ceiling**: the API server's rate for the operator's request (status applies in a tight loop at 32 and
+   64 in flight, ``dorgu bench``'s ceiling run; no operator running) — the input of the scale model in
+   docs/architecture.md.
 
 Everything shares the machine's cores with etcd and kube-apiserver, and on a shared machine with whatever
 else runs: the bench prints the load average it started under. Compare runs on the same machine only.
@@ -52,6 +55,8 @@ if str(ROOT) not in sys.path:
 
 from bench.report import aligned_table, check, emit, load_before_start, machine, progress  # noqa: E402
 from cli.bench import workload as w  # noqa: E402
+from cli.bench.engine import _ceiling_run  # noqa: E402
+from cli.bench.progress import ProgressBar  # noqa: E402
 from cli.bench.subjects import cpu_seconds, tree_pids  # noqa: E402
 from dorgu.domain.resources import APPLICATION_PERSONAS  # noqa: E402
 from dorgu.envtest import ControlPlane, ControlPlaneSettings  # noqa: E402
@@ -435,6 +440,25 @@ async def _failover(
     return fig
 
 
+async def run_ceiling(client: ApiClient, conn: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The API server's ceiling for the operator's request (a status apply), as ``dorgu bench`` measures it:
+    a tight loop at 32 and 64 in flight, no operator running; the best rate."""
+    ns = "bench-ceiling"
+    n = min(args.personas, 2000)
+    progress(f"ceiling: seeding {n} personas in {ns}")
+    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    await w.gather_bounded(
+        [client.create(APPLICATION_PERSONAS, w.persona(i), namespace=ns) for i in range(n)]
+    )
+    names = [f"app{i}" for i in range(n)]
+    with open(os.devnull, "w") as sink:
+        bar = ProgressBar(stream=sink)
+        runs = [await _ceiling_run(conn, ns, names, conc, 8.0, 1200, bar) for conc in (32, 64)]
+    best = max(runs, key=lambda r: r["writes_per_s"])
+    progress(f"ceiling: {best['writes_per_s']} status applies/s at {best['concurrency']} in flight")
+    return {"writes_per_s": best["writes_per_s"], "concurrency": best["concurrency"], "runs": runs}
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="dorgu-bench-sharding-"))
     crds = tuple(sorted((ROOT / "deploy" / "crds").glob("*.yaml")))
@@ -452,6 +476,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 fig["unsharded"] = await run_unsharded(client, cp, args, work)
             if "sharded" in args.only:
                 fig["sharded"] = await run_sharded(client, cp, args, work)
+            if "ceiling" in args.only:
+                fig["ceiling"] = await run_ceiling(client, access.connection, args)
         finally:
             await client.close()
     if "unsharded" in fig and "sharded" in fig:
@@ -503,6 +529,15 @@ def table(fig: dict[str, Any]) -> str:
                     "",
                 ]
             )
+    c = fig.get("ceiling")
+    if c:
+        rows.append(
+            [
+                "API server ceiling (status applies/s)",
+                f"{c['writes_per_s']:.0f} at {c['concurrency']} in flight",
+                "",
+            ]
+        )
     for name, c in checks.items():
         rows.append([f"check {name}", str(c["value"]), f"{c['target']} {'PASS' if c['pass'] else 'FAIL'}"])
     return aligned_table(["figure", "value", "target"], rows)
@@ -514,7 +549,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--shards-per-replica", type=int, default=2)
     p.add_argument("--stream-rate", type=float, default=20.0)
-    p.add_argument("--only", default="unsharded,sharded,failover")
+    p.add_argument("--only", default="unsharded,sharded,failover,ceiling")
     p.add_argument("--deadline", type=float, default=1800.0)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
