@@ -21,12 +21,14 @@ import asyncio
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from controllers.applicationpersona import (
     BY_APP_LABEL,
+    BY_SPEC_NAME,
     NAME,
     ApplicationPersonaReconciler,
     _deployment_index,
@@ -41,6 +43,7 @@ from dorgu.runtime import metrics
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
+from dorgu.runtime.controller import Request
 from dorgu.runtime.events import EventRecorder
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
@@ -76,12 +79,13 @@ class OwnDeployments:
       admitted into the cache: batched per namespace, two set-based label-selected LISTs (the name label
       and the older ``app`` label) per 100 app names; until they are in, :meth:`pending` holds the
       persona's reconcile back (it would judge it without its Deployments: a wrong Pending status and
-      Events).
+      Events) and enqueues it once they are in (no polling: thousands of personas can wait at once).
     * A persona that leaves (deleted, drained) drops the Deployments no other own persona selects.
     """
 
     def __init__(self, *, client: ApiClient, shard: str, clock: Clock, retry_s: float = 1.0) -> None:
         self.client = client
+        self.enqueue: Callable[[Request], None] = lambda req: None
         self.clock = clock
         self.retry_s = retry_s
         self.wanted: Counter[str] = Counter()
@@ -90,6 +94,7 @@ class OwnDeployments:
         self._queued: set[str] = set()
         self._fetcher: asyncio.Task[None] | None = None
         self.deployments: Informer[Deployment] | None = None
+        self.personas: Informer[ApplicationPersona] | None = None
         self._m_cached = metrics.SHARD_SECONDARY_OBJECTS.labels(RING, shard, "deployments")
         self.fetches = 0
         """Label-selected Deployment fetches made (observable by tests and benchmarks)."""
@@ -102,8 +107,16 @@ class OwnDeployments:
     def pending(self, persona: ApplicationPersona) -> bool:
         return bool(self._pending) and _persona_index(persona)[0] in self._pending
 
-    def attach(self, personas: Informer[ApplicationPersona], deployments: Informer[Deployment]) -> None:
+    def attach(
+        self,
+        personas: Informer[ApplicationPersona],
+        deployments: Informer[Deployment],
+        enqueue: Callable[[Request], None],
+    ) -> None:
+        """Follow the shard's persona cache; ``enqueue`` a persona once its Deployments are fetched."""
+        self.enqueue = enqueue
         self.deployments = deployments
+        self.personas = personas
         personas.add_handlers(
             Handlers(
                 on_add=lambda p: self._want(_persona_index(p)[0]),
@@ -159,6 +172,15 @@ class OwnDeployments:
             )
             self._m_cached.set(len(deps.store))
 
+    def _fetched(self, values: list[str]) -> None:
+        """The Deployments of ``values`` are in: their personas' reconciles, held back, run now (the gate
+        does not poll)."""
+        self._pending.difference_update(values)
+        assert self.personas is not None
+        for value in values:
+            for p in self.personas.store.by_index(BY_SPEC_NAME, value):
+                self.enqueue(Request(p.metadata.namespace or "", p.metadata.name or ""))
+
     async def _fetch_loop(self) -> None:
         """Fetch what is queued, in batches: per namespace, one set-based selector per label for up to
         ``FETCH_BATCH`` app names (a sharder assigning thousands of personas at once costs a few LISTs, not
@@ -173,7 +195,7 @@ class OwnDeployments:
                 if _LABEL_VALUE.fullmatch(app):
                     by_ns.setdefault(ns, []).append(app)
                 else:
-                    self._pending.discard(value)  # no Deployment can carry it as a label value: none to fetch
+                    self._fetched([value])  # no Deployment can carry it as a label value: none to fetch
             self._queued.clear()
             for ns, apps in by_ns.items():
                 for i in range(0, len(apps), FETCH_BATCH):
@@ -188,7 +210,7 @@ class OwnDeployments:
                             )  # fmt: skip
                             deps.admit(page.items)
                         self.fetches += 1
-                        self._pending.difference_update(values)
+                        self._fetched(values)
                     except asyncio.CancelledError:
                         raise
                     except Exception as e:
@@ -227,7 +249,7 @@ async def run(ctx: ComponentContext) -> None:
         persona_selector=f"{SHARD_LABEL}={shard}",
         deployment_keep=own.keep,
     )
-    own.attach(reconciler.personas, reconciler.deployments)
+    own.attach(reconciler.personas, reconciler.deployments, reconciler.controller.enqueue)
     gate = ShardGate(
         client=manager.client,
         resource=APPLICATION_PERSONAS,

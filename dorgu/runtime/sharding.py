@@ -144,6 +144,7 @@ class ShardGate:
         informer: Informer[Any],
         enqueue: Callable[[Request], None],
         pending: Callable[[Any], bool] = lambda obj: False,
+        # ``pending(obj)``: its secondary caches are still being filled; the filler must enqueue it after.
     ) -> None:
         self.client = client
         self.resource = resource
@@ -188,7 +189,7 @@ class ShardGate:
                 await self._acknowledge(req)
                 return None
             if self.pending(obj):
-                return Result(requeue_after=0.2)
+                return None  # its secondary objects are being fetched; whoever fetches them enqueues it
             self._m_reconciles.inc()
             return await reconcile(req)
 
