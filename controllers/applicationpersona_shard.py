@@ -57,8 +57,9 @@ _LABEL_VALUE = re.compile(r"(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?
 RING = "applicationpersona"
 SHARDER_LEASE = "dorgu-applicationpersona-sharder"
 SHARD_LABEL = shard_label(RING)
-FETCH_COALESCE_S = 0.2
-"""A shard gaining personas waits this long for more before fetching their Deployments."""
+FETCH_COALESCE_S = 1.0
+"""A shard gaining personas waits this long for more before each fetch of their Deployments (the delay a
+new persona's first reconcile can see)."""
 FETCH_BATCH = 100
 """App names per label-selected Deployment LIST when a shard gains personas (label values are at most 63
 characters: a selector of 100 stays well under any URL limit)."""
@@ -73,8 +74,8 @@ class OwnDeployments:
     """The rule of a shard's Deployment cache: a Deployment is cached while one of the shard's own personas
     selects it (``<namespace>/<app name>`` from its labels, as the reconciler's index maps it).
 
-    * Until the shard's persona cache has synced, everything is kept (the Deployment LIST may arrive first;
-      dropping what it holds would cost one fetch per persona); then what no own persona selects is dropped.
+    * Filtered from the first LIST on, as it is decoded (the informer's ``keep``): the shard never holds
+      every Deployment, not even while it starts (CPython rarely returns a peak's memory).
     * A persona that becomes the shard's later (a new persona, a move) gets its Deployments fetched and
       admitted into the cache: batched per namespace, two set-based label-selected LISTs (the name label
       and the older ``app`` label) per 100 app names; until they are in, :meth:`pending` holds the
@@ -89,7 +90,6 @@ class OwnDeployments:
         self.clock = clock
         self.retry_s = retry_s
         self.wanted: Counter[str] = Counter()
-        self.personas_synced = False
         self._pending: set[str] = set()
         self._queued: set[str] = set()
         self._fetcher: asyncio.Task[None] | None = None
@@ -100,8 +100,6 @@ class OwnDeployments:
         """Label-selected Deployment fetches made (observable by tests and benchmarks)."""
 
     def keep(self, d: Deployment) -> bool:
-        if not self.personas_synced:
-            return True
         return any(v in self.wanted for v in _deployment_index(d))
 
     def pending(self, persona: ApplicationPersona) -> bool:
@@ -127,19 +125,6 @@ class OwnDeployments:
         count = lambda *_: self._m_cached.set(len(deployments.store))  # noqa: E731
         deployments.add_handlers(Handlers(on_add=count, on_delete=count))
 
-    async def run(self, personas: Informer[ApplicationPersona]) -> None:
-        """From the persona cache's sync on: filter (a servers-group runnable, started with the caches)."""
-        await personas.wait_for_sync()
-        self.personas_synced = True
-        assert self.deployments is not None
-        self.deployments.forget(self.deployments.store.keys())
-        self._m_cached.set(len(self.deployments.store))
-        log.info(
-            "deployment cache narrowed to %d for %d personas",
-            len(self.deployments.store),
-            len(personas.store),
-        )
-
     def _moved(self, old: ApplicationPersona, new: ApplicationPersona) -> None:
         a, b = _persona_index(old)[0], _persona_index(new)[0]
         if a != b:
@@ -149,7 +134,8 @@ class OwnDeployments:
     def _want(self, value: str) -> None:
         self.wanted[value] += 1
         deps = self.deployments
-        if self.wanted[value] == 1 and self.personas_synced and deps is not None and deps.has_synced():
+        # Before the Deployment cache has synced, its first LIST (filtered as it is decoded) brings them.
+        if self.wanted[value] == 1 and deps is not None and deps.has_synced():
             self._pending.add(value)
             self._queued.add(value)
             if self._fetcher is None or self._fetcher.done():
@@ -163,7 +149,7 @@ class OwnDeployments:
         self._pending.discard(value)
         self._queued.discard(value)
         deps = self.deployments
-        if self.personas_synced and deps is not None:
+        if deps is not None:
             deps.forget(
                 [
                     f"{d.metadata.namespace}/{d.metadata.name}"
@@ -187,8 +173,10 @@ class OwnDeployments:
         two per persona). A failed batch is queued again after ``retry_s``."""
         deps = self.deployments
         assert deps is not None
-        await self.clock.sleep(FETCH_COALESCE_S)  # let a burst of assignments queue up first
         while self._queued:
+            # Let assignments queue up: a sharder assigning thousands of personas at tens per second would
+            # otherwise cost a LIST pair per persona.
+            await self.clock.sleep(FETCH_COALESCE_S)
             by_ns: dict[str, list[str]] = {}
             for value in sorted(self._queued):
                 ns, _, app = value.partition("/")
@@ -261,10 +249,6 @@ async def run(ctx: ComponentContext) -> None:
     )
     reconciler.controller.reconcile = gate.wrap(reconciler.reconcile)
 
-    async def narrow() -> None:
-        await own.run(reconciler.personas)
-
-    manager.add_runnable(narrow, group=RunnableGroup.SERVERS, name="own-deployments")
     manager.add_runnable(events.run, group=RunnableGroup.LEADER, name="event-recorder")
     log.info("shard %s of ring %s starting", shard, RING)
     await manager.run(ctx.stopping)

@@ -249,6 +249,7 @@ class Informer(Generic[T]):
                 self.resource, type=self.item_type, namespace=self.namespace,
                 label_selector=self.label_selector, field_selector=self.field_selector,
                 resource_version=rv, page_size=self.settings.quorum_page_size,
+                keep=self.keep if self.transform is None else None,
             )  # fmt: skip
         except Gone:
             if rv == "":
