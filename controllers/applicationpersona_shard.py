@@ -272,7 +272,7 @@ async def run_sharder(ctx: ComponentContext) -> None:
             lease_namespace=lease.namespace,
             lease_duration_s=settings.lease_duration_s,
             settle_s=settings.sharder_settle_s,
-            workers=settings.workers,
+            workers=settings.sharder_workers,
         ),
     )
     await manager.run(ctx.stopping)

@@ -84,9 +84,12 @@ class ShardMembership:
     """Which shards of a ring are alive, judged like a Lease's expiry: on the *local* clock, from when a
     shard Lease's record was last seen to change; the times written in it are never trusted.
 
-    * alive: a holder, and its record changed less than the lease duration ago (a Lease first seen counts
-      as changed then: a sharder that just started waits a whole duration before calling anyone dead);
-    * dead: released (no holder; its work ended before the release) or expired;
+    * alive (:meth:`alive`, the ring's members): a holder *seen renewing* (its record changed while this
+      sharder watched), last less than the lease duration ago — a Lease only seen once proves nothing, and
+      assigning personas to a shard that is in fact dead would strand them for a lease duration;
+    * dead (:meth:`is_dead`): released (no holder; its work ended before the release) or expired; a Lease
+      first seen counts as changed then, so a sharder that just started waits a whole duration before
+      calling anyone dead (it never takes personas from a shard that may still be working);
     * unknown names (an object labelled for a shard whose Lease does not exist) are dead once they have been
       unknown for a lease duration."""
 
@@ -94,12 +97,17 @@ class ShardMembership:
         self.lease_duration_s = lease_duration_s
         self.clock = clock
         self._seen: dict[str, tuple[bytes, str, float, float]] = {}  # lease → (spec, holder, at, duration)
+        self._renewing: set[str] = set()  # leases whose record changed while we watched
         self._unknown_since: dict[str, float] = {}
 
     def observe(self, name: str, *, holder: str, duration_s: float | None, record: bytes) -> None:
         """Record a shard Lease as read or watched: its name, holder, duration and whole spec (``record``:
         any change of it is a renewal)."""
         prev = self._seen.get(name)
+        if prev is not None and prev[0] != record and prev[1] == holder:
+            self._renewing.add(name)
+        elif prev is not None and prev[1] != holder:
+            self._renewing.discard(name)  # a new holder must be seen renewing in turn
         if prev is None or prev[0] != record:
             duration = max(duration_s or 0.0, self.lease_duration_s)
             self._seen[name] = (record, holder, self.clock.monotonic(), duration)
@@ -107,16 +115,24 @@ class ShardMembership:
     def forget(self, lease_name: str) -> None:
         """A shard Lease was deleted."""
         self._seen.pop(lease_name, None)
+        self._renewing.discard(lease_name)
 
     def alive(self) -> frozenset[str]:
+        """The shards to assign to: seen renewing, within the lease duration."""
         now = self.clock.monotonic()
         return frozenset(
-            holder for _, holder, at, duration in self._seen.values() if holder and now - at < duration
+            holder
+            for name, (_, holder, at, duration) in self._seen.items()
+            if holder and name in self._renewing and now - at < duration
         )
+
+    def _fresh(self, shard: str) -> bool:
+        now = self.clock.monotonic()
+        return any(h == shard and now - at < d for _, h, at, d in self._seen.values())
 
     def is_dead(self, shard: str) -> bool:
         """True when ``shard`` has certainly stopped working (see the class docstring)."""
-        if shard in self.alive():
+        if self._fresh(shard):
             self._unknown_since.pop(shard, None)
             return False
         if any(holder == shard for _, holder, _, _ in self._seen.values()):
