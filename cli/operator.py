@@ -9,6 +9,10 @@ Options:
   --context=NAME                Kubeconfig context.
   --components=LIST             Comma-separated components to run [default: applicationpersona].
                                 Known: applicationpersona, clusterpersona, argocd, webhook, websocket.
+  --shards=N                    Run the ApplicationPersona controller as a ring of shards: N shard
+                                processes on this replica ("auto": one per replica), each reconciling the
+                                personas a sharder assigns to it; "off": unsharded, one Lease
+                                (default: off).
   --identity=ID                 This replica's identity for leader election (default: $POD_NAME or the
                                 hostname).
   --leader-elect=BOOL           Elect a leader per controller with Leases (default: true).
@@ -106,6 +110,24 @@ def _positive(value: str, flag: str) -> float:
     if f <= 0:
         raise InputError(f"{flag} must be positive")
     return f
+
+
+SHARD_TARGET = "controllers.applicationpersona_shard:run"
+SHARDER_TARGET = "controllers.applicationpersona_shard:run_sharder"
+
+
+def _shards(value: Any) -> int | None:
+    """``--shards``: None or "off" (unsharded), "auto" (one shard process per replica) or a positive count."""
+    if value is None:
+        return None
+    v = str(value).strip().lower()
+    if v in ("off", ""):
+        return None
+    if v == "auto":
+        return 1
+    if not v.isdigit() or int(v) < 1:
+        raise InputError(f"--shards must be auto, off or a positive number, not {value!r}")
+    return int(v)
 
 
 def _available(target: str) -> bool:
@@ -247,6 +269,27 @@ def plan(args: dict[str, Any]) -> tuple[list[Any], Any, str | None]:
     extra = _extra_options(args.get("--component-options"))
     options = component_options(names, flags=flags, extra=extra)
     specs = [ComponentSpec(name=n, target=COMPONENTS[n].target, options=options[n]) for n in names]
+    shards = _shards(args.get("--shards"))
+    if shards is not None:
+        if "applicationpersona" not in names:
+            raise InputError(
+                "--shards shards the applicationpersona component, which this run does not include"
+            )
+        if options["applicationpersona"].get("leader_elect") is False:
+            raise InputError(
+                "--shards needs leader election (each shard holds a Lease): drop --leader-elect=false"
+            )
+        i = names.index("applicationpersona")
+        base = options["applicationpersona"]
+        ring = [
+            ComponentSpec(name=f"applicationpersona-shard-{n}", target=SHARD_TARGET,
+                          options={**base, "shard_index": n})
+            for n in range(shards)
+        ]  # fmt: skip
+        ring.append(
+            ComponentSpec(name="applicationpersona-sharder", target=SHARDER_TARGET, options=dict(base))
+        )
+        specs[i : i + 1] = ring
     settings = SupervisorSettings(
         metrics_host=host or "0.0.0.0",
         metrics_port=int(port),

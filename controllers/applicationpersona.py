@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,11 @@ class ApplicationPersonaReconciler:
         events: EventRecorder | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        persona_selector: str | None = None,
+        deployment_keep: Callable[[Deployment], bool] | None = None,
     ) -> None:
+        """``persona_selector`` and ``deployment_keep`` narrow the caches to one shard's objects
+        (:mod:`controllers.applicationpersona_shard`); unsharded, both are None."""
         self.m = manager
         self.s = settings
         self.events = events
@@ -132,6 +137,7 @@ class ApplicationPersonaReconciler:
             APPLICATION_PERSONAS,
             ApplicationPersona,
             namespace=scope,
+            label_selector=persona_selector,
             indexers={BY_SPEC_NAME: _persona_index},
             transform=drop_managed_fields,
         )
@@ -140,6 +146,7 @@ class ApplicationPersonaReconciler:
             Deployment,
             namespace=scope,
             indexers={BY_APP_LABEL: _deployment_index},
+            keep=deployment_keep,
         )
         self.controller = Controller(
             settings=ControllerSettings(name=NAME, workers=settings.workers),

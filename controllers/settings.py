@@ -73,6 +73,15 @@ class PersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unkno
     """How often the baseline loop looks for personas that are due."""
     prometheus_timeout_s: float = 10.0
     """Timeout of one Prometheus query."""
+    shard_index: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    """Set by ``dorgu operator --shards`` on each shard process of a replica: this process is shard
+    ``<identity>-<shard_index>`` of the ring (None: unsharded, one Lease for the whole controller)."""
+    sharder_workers: Annotated[int, msgspec.Meta(ge=1)] = 16
+    """Sharded: concurrent label writes of the sharder. Keep it well under the client's connection pool
+    (64, watches included): 64 in flight starved the sharder's own Lease renewals in a bench run."""
+    sharder_settle_s: float = 5.0
+    """Sharded: after the set of live shards changes, the sharder waits until it has been stable this long
+    before assigning or moving personas."""
 
 
 class ClusterPersonaSettings(ControllerOptions, frozen=True, kw_only=True, forbid_unknown_fields=True):

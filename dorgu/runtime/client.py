@@ -283,8 +283,10 @@ class ApiClient:
         resource_version: str | None = None,
         limit: int | None = None,
         continue_: str | None = None,
+        keep: Callable[[T], bool] | None = None,
     ) -> ListPage[T]:
-        """One LIST page; items that do not decode are reported in ``errors``, not raised."""
+        """One LIST page; items that do not decode are reported in ``errors``, not raised; items ``keep``
+        rejects are dropped as they are decoded."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -297,7 +299,7 @@ class ApiClient:
         if continue_:
             params["continue"] = continue_
         raw = await self.request("GET", resource.path(namespace=namespace), params=params)
-        return decode_list_page(raw, type)
+        return decode_list_page(raw, type, keep=keep)
 
     async def list_all(
         self,
@@ -309,6 +311,7 @@ class ApiClient:
         field_selector: str | None = None,
         resource_version: str | None = None,
         page_size: int = 500,
+        keep: Callable[[T], bool] | None = None,
     ) -> ListPage[T]:
         """All pages of a LIST. Pagination is used only for a quorum read (``resource_version`` empty or
         None): a LIST at RV "0" or at a given RV is served whole from the watch cache, as client-go does."""
@@ -316,7 +319,7 @@ class ApiClient:
         first = await self.list(
             resource, type=type, namespace=namespace, label_selector=label_selector,
             field_selector=field_selector, resource_version=resource_version,
-            limit=page_size if paginate else None,
+            limit=page_size if paginate else None, keep=keep,
         )  # fmt: skip
         if not paginate or not first.metadata.continue_:
             return first
@@ -325,7 +328,7 @@ class ApiClient:
         while page.metadata.continue_:
             page = await self.list(
                 resource, type=type, namespace=namespace, label_selector=label_selector,
-                field_selector=field_selector, limit=page_size, continue_=page.metadata.continue_,
+                field_selector=field_selector, limit=page_size, continue_=page.metadata.continue_, keep=keep,
             )  # fmt: skip
             items.extend(page.items)
             errors.extend(page.errors)

@@ -20,6 +20,14 @@ Events are applied to the store in arrival order and handlers are called in that
 enqueue keys). A relist diffs the new list against the store: objects missing from it are delivered to
 ``on_delete`` with their last known state — deletes missed while disconnected are never lost.
 
+A ``keep`` predicate makes a *filtered* cache: an object it rejects is treated as absent (not stored; an
+update that makes a stored object fail it is delivered as a delete). Objects it starts accepting later are
+not re-sent by the server, so their owner fetches them and hands them to :meth:`Informer.admit`, which keeps
+whichever of the fetched and the watched version is newer and never resurrects an object deleted while the
+fetch was in flight (deletes seen between :meth:`Informer.begin_admit` and :meth:`Informer.end_admit` are
+remembered with their resourceVersion). The server still sends, and this process still decodes, every
+object: a filter splits memory, not decode CPU.
+
 An object the server holds that does not decode into the item type is not in the store, but it is not
 forgotten either: :attr:`Informer.undecodable` holds it (with the decoder's message and its raw JSON) from
 the LIST that found it until an event of the same key decodes or deletes it. (A watch event that does not
@@ -114,6 +122,7 @@ class Informer(Generic[T]):
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
+        keep: Callable[[T], bool] | None = None,
         settings: InformerSettings | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -129,6 +138,10 @@ class Informer(Generic[T]):
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.transform = transform
+        self.keep = keep
+        """Cache only objects this accepts (see the module docstring); None: all."""
+        self._admitting = 0
+        self._tombstones: dict[str, int] = {}
         self.settings = settings or InformerSettings()
         self.clock = clock or RealClock()
         self.rng = rng or random.Random()
@@ -156,6 +169,50 @@ class Informer(Generic[T]):
         if handlers.on_add and self._synced.is_set():
             for obj in self._own():
                 handlers.on_add(obj)
+
+    def begin_admit(self) -> None:
+        """Before fetching objects for :meth:`admit`: remember deletes from now on."""
+        self._admitting += 1
+
+    def end_admit(self) -> None:
+        """After :meth:`admit` (or a failed fetch): forget the deletes once no fetch is in flight."""
+        self._admitting -= 1
+        if self._admitting <= 0:
+            self._admitting = 0
+            self._tombstones.clear()
+
+    def admit(self, items: list[T]) -> int:
+        """Store fetched objects ``keep`` now accepts, unless the cache holds a newer version or saw the
+        object deleted since :meth:`begin_admit` (resourceVersions compared as integers, as etcd issues
+        them); handlers see them as adds or updates. Returns how many were stored."""
+        stored = 0
+        for obj in items:
+            obj = self.transform(obj) if self.transform else obj
+            if self.keep is not None and not self.keep(obj):
+                continue
+            key = object_key(obj)
+            rv = _rv_int(obj.metadata.resource_version)
+            dead = self._tombstones.get(key)
+            if dead is not None and (rv is None or dead >= rv):
+                continue
+            have = self.store.get(key)
+            if have is not None:
+                have_rv = _rv_int(have.metadata.resource_version)
+                if have_rv is None or rv is None or have_rv >= rv:
+                    continue
+            self._apply_upsert(key, obj)
+            stored += 1
+        self._m_objects.set(len(self.store))
+        return stored
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop objects from a filtered cache that ``keep`` no longer accepts (no handler is called: their
+        owner stopped caring about them)."""
+        for key in keys:
+            obj = self.store.get(key)
+            if obj is not None and self.keep is not None and not self.keep(obj):
+                self.store.pop(key)
+        self._m_objects.set(len(self.store))
 
     def has_synced(self) -> bool:
         return self._synced.is_set()
@@ -202,6 +259,7 @@ class Informer(Generic[T]):
                 self.resource, type=self.item_type, namespace=self.namespace,
                 label_selector=self.label_selector, field_selector=self.field_selector,
                 resource_version=rv, page_size=self.settings.quorum_page_size,
+                keep=self.keep if self.transform is None else None,
             )  # fmt: skip
         except Gone:
             if rv == "":
@@ -228,6 +286,8 @@ class Informer(Generic[T]):
         seen = set()
         for obj in items:
             obj = self.transform(obj) if self.transform else obj
+            if self.keep is not None and not self.keep(obj):
+                continue  # not seen: a stored one is delivered as deleted below
             key = object_key(obj)
             seen.add(key)
             self._apply_upsert(key, obj)
@@ -296,10 +356,16 @@ class Informer(Generic[T]):
             key = object_key(obj)
             self.undecodable.pop(key, None)  # it decodes now, or it is gone
             if ev.type in ("ADDED", "MODIFIED"):
-                self._apply_upsert(key, obj)
+                if self.keep is None or self.keep(obj):
+                    self._apply_upsert(key, obj)
+                elif self.store.pop(key) is not None:
+                    self._dispatch_delete(obj)  # it left the filtered cache
             elif ev.type == "DELETED":
-                self.store.pop(key)
-                self._dispatch_delete(obj)  # the final state, as the server sent it
+                if self._admitting:
+                    rv = _rv_int(obj.metadata.resource_version)
+                    self._tombstones[key] = rv if rv is not None else 2**63
+                if self.store.pop(key) is not None or self.keep is None:
+                    self._dispatch_delete(obj)  # the final state, as the server sent it
             if ev.type != "ADDED":
                 record_rv = True
             if record_rv and obj.metadata.resource_version:
@@ -347,6 +413,13 @@ class _RVMeta(msgspec.Struct, rename="camel"):
 
 class _RVOnly(msgspec.Struct):
     metadata: _RVMeta = msgspec.field(default_factory=_RVMeta)
+
+
+def _rv_int(rv: str | None) -> int | None:
+    try:
+        return int(rv) if rv else None
+    except ValueError:
+        return None
 
 
 def _describe(e: BaseException) -> str:

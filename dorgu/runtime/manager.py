@@ -129,6 +129,7 @@ class Manager:
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
+        keep: Callable[[T], bool] | None = None,
     ) -> Informer[Any]:
         """The process's one informer for this resource/namespace/selectors (created on first request).
 
@@ -150,13 +151,13 @@ class Manager:
                 inf = MultiNamespaceInformer(
                     self.client, resource, item_type=item_type, namespaces=namespace,
                     label_selector=label_selector, field_selector=field_selector, indexers=indexers,
-                    transform=transform, settings=self.informer_settings, clock=self.clock,
+                    transform=transform, keep=keep, settings=self.informer_settings, clock=self.clock,
                 )  # fmt: skip
             else:
                 inf = Informer(
                     self.client, resource, item_type=item_type, namespace=namespace,
                     label_selector=label_selector, field_selector=field_selector, indexers=indexers,
-                    transform=transform, settings=self.informer_settings, clock=self.clock,
+                    transform=transform, keep=keep, settings=self.informer_settings, clock=self.clock,
                 )  # fmt: skip
             self._informers[key] = inf
             if self._state is _State.RUNNING:

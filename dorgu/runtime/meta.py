@@ -16,6 +16,7 @@ Conventions shared with the domain Structs:
 """
 
 import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -171,8 +172,13 @@ def _identify(raw: msgspec.Raw) -> tuple[str | None, str | None]:
     )
 
 
-def decode_list_page(data: bytes, item_type: type[T]) -> ListPage[T]:
+def decode_list_page(
+    data: bytes, item_type: type[T], *, keep: Callable[[T], bool] | None = None
+) -> ListPage[T]:
     """Decode a Kubernetes List response, decoding each item on its own.
+
+    ``keep``: drop the items it rejects as they are decoded (a filtered cache never holds the whole list
+    decoded at once: a process's peak memory, which CPython rarely gives back, stays near what it keeps).
 
     The envelope (``metadata`` and ``items``) must be well formed, otherwise
     ``msgspec.DecodeError`` is raised. An item that does not match ``item_type`` is reported in
@@ -185,12 +191,15 @@ def decode_list_page(data: bytes, item_type: type[T]) -> ListPage[T]:
     errors: list[ItemDecodeError] = []
     for index, raw in enumerate(envelope.items or ()):
         try:
-            items.append(decoder.decode(raw))
+            item = decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a subclass
             name, namespace = _identify(raw)
             errors.append(
                 ItemDecodeError(index=index, name=name, namespace=namespace, message=str(exc), raw=bytes(raw))
             )
+            continue
+        if keep is None or keep(item):
+            items.append(item)
     return ListPage(metadata=envelope.metadata or ListMeta(), items=items, errors=errors)
 
 

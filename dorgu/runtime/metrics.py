@@ -131,3 +131,29 @@ CERTWATCHER_READS = Counter("certwatcher_read_certificate_total", "Total number 
 CERTWATCHER_READ_ERRORS = Counter(
     "certwatcher_read_certificate_errors_total", "Total number of certificate read errors"
 )
+
+# Sharding (dorgu.runtime.sharding, dorgu.runtime.sharder): one series per shard, so a replica running several
+# shard processes shows each of them.
+SHARD_OBJECTS = Gauge(
+    "dorgu_shard_objects", "Objects assigned to this shard (in its label-selected cache)", ["ring", "shard"],
+    multiprocess_mode="livesum",
+)  # fmt: skip
+SHARD_SECONDARY_OBJECTS = Gauge(
+    "dorgu_shard_secondary_objects", "Secondary objects this shard caches for its own objects",
+    ["ring", "shard", "resource"], multiprocess_mode="livesum",
+)  # fmt: skip
+SHARD_RECONCILES = Counter("dorgu_shard_reconciles_total", "Reconciles run by this shard", ["ring", "shard"])
+SHARD_DRAINS = Counter(
+    "dorgu_shard_drains_total",
+    "Drain requests this shard acknowledged (objects it let go of)",
+    ["ring", "shard"],
+)
+SHARDER_SHARDS = Gauge(
+    "dorgu_sharder_shards", "Shards the sharder counts as alive (the ring's size)", ["ring"],
+    multiprocess_mode="livemax",
+)  # fmt: skip
+SHARDER_ASSIGNMENTS = Counter(
+    "dorgu_sharder_assignments_total",
+    "Label writes of the sharder: assign (unassigned object), drain (asked a live shard to let go), "
+    "reassign (from a dead shard)", ["ring", "action"],
+)  # fmt: skip

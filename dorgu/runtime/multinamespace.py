@@ -51,6 +51,7 @@ class MultiNamespaceInformer(Generic[T]):
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
+        keep: Callable[[T], bool] | None = None,
         settings: InformerSettings | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -64,8 +65,8 @@ class MultiNamespaceInformer(Generic[T]):
         for ns in namespaces:
             part = Informer(
                 client, resource, item_type=item_type, namespace=ns, label_selector=label_selector,
-                field_selector=field_selector, transform=transform, settings=settings, clock=clock,
-                rng=rng, store=self.store,
+                field_selector=field_selector, transform=transform, keep=keep, settings=settings,
+                clock=clock, rng=rng, store=self.store,
             )  # fmt: skip
             self.parts.append(part)
 
@@ -92,6 +93,28 @@ class MultiNamespaceInformer(Generic[T]):
     def add_handlers(self, handlers: Handlers[T]) -> None:
         for part in self.parts:
             part.add_handlers(handlers)
+
+    # A filtered cache (``keep``): fetched objects go to the part of their namespace, which alone keeps its
+    # keys (see Informer.admit / forget).
+
+    def begin_admit(self) -> None:
+        for part in self.parts:
+            part.begin_admit()
+
+    def end_admit(self) -> None:
+        for part in self.parts:
+            part.end_admit()
+
+    def admit(self, items: list[T]) -> int:
+        by_ns: dict[str, list[T]] = {}
+        for obj in items:
+            by_ns.setdefault(obj.metadata.namespace or "", []).append(obj)  # type: ignore[attr-defined]
+        return sum(part.admit(by_ns.get(part.namespace or "", [])) for part in self.parts)
+
+    def forget(self, keys: list[str]) -> None:
+        for part in self.parts:
+            prefix = f"{part.namespace}/"
+            part.forget([k for k in keys if k.startswith(prefix)])
 
     def has_synced(self) -> bool:
         return all(part.has_synced() for part in self.parts)

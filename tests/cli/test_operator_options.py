@@ -226,3 +226,41 @@ def test_no_authentication_is_allowed_on_a_loopback_listener(host: str) -> None:
     assert (ws.host, ws.auth) == (host, "none")
     with pytest.raises(ValueError, match="loopback"):
         WebSocketSettings(auth="none", host="0.0.0.0")
+
+
+def test_shards_expand_the_persona_controller_into_a_ring_and_a_sharder() -> None:
+    unsharded = plan("--components=applicationpersona,webhook")
+    assert set(unsharded) == {"applicationpersona", "webhook"}
+    assert set(plan("--components=applicationpersona", "--shards=off")) == {"applicationpersona"}
+    auto = plan("--components=applicationpersona,webhook", "--shards=auto", "--workers=3")
+    assert set(auto) == {"applicationpersona-shard-0", "applicationpersona-sharder", "webhook"}
+    three = plan("--components=applicationpersona", "--shards=3", "--workers=3")
+    assert sorted(three) == [
+        *(f"applicationpersona-shard-{i}" for i in range(3)),
+        "applicationpersona-sharder",
+    ]
+    for i in range(3):
+        settings = child_settings("applicationpersona", three[f"applicationpersona-shard-{i}"])
+        assert settings.shard_index == i and settings.workers == 3
+    assert child_settings("applicationpersona", three["applicationpersona-sharder"]).shard_index is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--components=applicationpersona", "--shards=0"],
+            "--shards must be auto, off or a positive number",
+        ),
+        (
+            ["--components=applicationpersona", "--shards=many"],
+            "--shards must be auto, off or a positive number",
+        ),
+        (["--components=webhook", "--shards=2"], "which this run does not include"),
+        (["--components=applicationpersona", "--shards=2", "--leader-elect=false"], "needs leader election"),
+    ],
+)
+def test_bad_shards_are_usage_errors(run_cli: Callable[..., Result], argv: list[str], message: str) -> None:
+    r = run_cli("operator", "--kubeconfig=/nonexistent", *argv)
+    assert r.code == 2, r.err
+    assert message in r.err

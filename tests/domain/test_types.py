@@ -611,6 +611,7 @@ def walk(node: dict[str, Any], path: str = "") -> Any:
                 ("Tier", "string", ".spec.tier"),
                 ("Phase", "string", ".status.phase"),
                 ("Health", "string", ".status.health.status"),
+                ("Shard", "string", ".metadata.labels.shard\\.dorgu\\.io/applicationpersona"),
                 ("Age", "date", ".metadata.creationTimestamp"),
             ],
         ),

@@ -6,7 +6,8 @@ configured the in-cluster way: ``KUBERNETES_SERVICE_HOST/PORT``, and a token (To
 ``dorgu`` ServiceAccount that deploy/ created), the CA and the namespace as files (``DORGU_SA_DIR`` stands for
 /var/run/secrets/kubernetes.io/serviceaccount). The test drives every component through its paths:
 
-* applicationpersona: status writes, Events created and (a repeated one) patched;
+* applicationpersona (sharded, ``--shards=auto`` as deploy/ runs it): the sharder's label patches, the
+  shard's status writes, Events created and (a repeated one) patched;
 * clusterpersona: the bootstrap ClusterPersona created, a discovery pass, status;
 * argocd: the GitOps loop — the Argo CD Application that ``dorgu generate`` wrote, applied with a status
   set as Argo CD would, shows up in the persona's ``status.argoCD``;
@@ -135,6 +136,7 @@ def test_deploy_applies_and_rbac_is_exactly_what_the_operator_uses(
     op = Replica(identity="dorgu-0", args=[], env=env, log_dir=tmp_path)
     op.args = [
         "--components=applicationpersona,clusterpersona,argocd,webhook,websocket",
+        "--shards=auto",  # as deploy/ runs it: the sharder's label writes are part of what must be granted
         f"--webhook-url=https://127.0.0.1:{op.webhook_port}{WEBHOOK_PATH}",
         "--webhook-ip-addresses=127.0.0.1",
         "--revalidate-interval=2",
