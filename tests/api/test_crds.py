@@ -151,7 +151,10 @@ def test_table_shows_printer_columns(kube: HarnessClient, applied: list[dict[str
     row = next(r for r in table["rows"] if r["cells"][0] == "order-service")
     assert row["cells"][1:3] == ["api", "critical"]
     printed = format_table(table)
-    assert printed.splitlines()[0].split() == ["NAME", "TYPE", "TIER", "PHASE", "HEALTH", "SHARD", "AGE"]
+    # The shard is a wide column (priority 1: empty unless sharded): `kubectl get -o wide` shows it.
+    assert printed.splitlines()[0].split() == ["NAME", "TYPE", "TIER", "PHASE", "HEALTH", "AGE"]
+    wide = format_table(table, wide=True)
+    assert wide.splitlines()[0].split() == ["NAME", "TYPE", "TIER", "PHASE", "HEALTH", "SHARD", "AGE"]
 
     ctable = kube.table("dorgu.io/v1", "ClusterPersona")
     assert [c["name"] for c in ctable["columnDefinitions"]] == [
