@@ -28,7 +28,7 @@ from cli.analyzer.walk import read_text
 from cli.errors import InputError
 from cli.settings import AppConfig
 
-__all__ = ["AppAnalysis", "analyze", "dns_name"]
+__all__ = ["AppAnalysis", "analyze", "dns_name", "is_secret"]
 
 _SECRET_HINTS = (
     "PASSWORD",
@@ -56,7 +56,9 @@ def dns_name(raw: str) -> str:
     return re.sub(r"-{2,}", "-", name)[:63].strip("-") or "app"
 
 
-def _is_secret(var: EnvVar) -> bool:
+def is_secret(var: EnvVar) -> bool:
+    """Whether an environment variable holds a secret (its name says so, or its value is a URL with
+    credentials); a path to a mounted secret (``*_FILE``) does not."""
     if var.value.startswith("/run/secrets/"):  # a path to a mounted secret (``*_FILE``), not a secret
         return False
     upper = var.name.upper()
@@ -149,7 +151,7 @@ def analyze(
     # environment: what compose gives the app service at run time (the image already has its ENV)
     if primary is not None:
         analysis.env_vars = [
-            EnvVar(name=e.name, value=e.value, required=e.required, secret=_is_secret(e), source=e.source)
+            EnvVar(name=e.name, value=e.value, required=e.required, secret=is_secret(e), source=e.source)
             for e in primary.environment
         ]
 

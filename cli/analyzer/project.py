@@ -31,14 +31,13 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from cli.analyzer import analyze, dns_name
+from cli.analyzer import analyze, dns_name, is_secret
 from cli.analyzer.compose import COMPOSE_NAMES, compose_dependencies, image_kind, parse_compose
 from cli.analyzer.dockerfile import DOCKERFILE_NAMES
 from cli.analyzer.model import AppAnalysis, ComposeInfo, ComposeService, EnvVar, HealthCheck, Port, Scaling
@@ -47,17 +46,6 @@ from cli.analyzer.walk import read_text
 from cli.errors import InputError
 from cli.settings import AppConfig
 
-_SECRET_HINTS = (
-    "PASSWORD",
-    "PASSWD",
-    "SECRET",
-    "TOKEN",
-    "API_KEY",
-    "PRIVATE_KEY",
-    "ACCESS_KEY",
-    "CREDENTIAL",
-)
-_CRED_URL = re.compile(r"://[^/@\s:]+:[^/@\s]+@")
 _STATEFUL_KINDS = ("database", "cache", "queue")
 
 
@@ -132,13 +120,6 @@ class Project:
     @property
     def multi(self) -> bool:
         return len(self.workloads) > 1
-
-
-def _is_secret(var: EnvVar) -> bool:
-    if var.value.startswith("/run/secrets/"):  # a path to a mounted secret (``*_FILE``), not a secret
-        return False
-    upper = var.name.upper()
-    return any(h in upper for h in _SECRET_HINTS) or bool(_CRED_URL.search(var.value))
 
 
 def _scoped(config: AppConfig) -> AppConfig:
@@ -229,7 +210,7 @@ def _image_only(
     a.resource_profile = "api" if a.type == "daemon" else a.type
     a.description = f"{svc.image} (image-only compose service {svc.name})"
     a.env_vars = [
-        EnvVar(name=e.name, value=e.value, required=e.required, secret=_is_secret(e), source=e.source)
+        EnvVar(name=e.name, value=e.value, required=e.required, secret=is_secret(e), source=e.source)
         for e in svc.environment
     ]
     a.dependencies = compose_dependencies(info, svc.name)

@@ -10,27 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from tests.runtime.test_supervisor import SupervisorProcess, alive, component
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., SupervisorProcess]]:
-    started: list[SupervisorProcess] = []
-
-    def _start(*components: dict[str, Any], **settings: Any) -> SupervisorProcess:
-        sup = SupervisorProcess(tmp_path=tmp_path, components=list(components), **settings)
-        started.append(sup)
-        return sup
-
-    yield _start
-    for sup in started:
-        sup.cleanup()
+from tests.runtime.test_supervisor import alive, component
 
 
 def _ppid(pid: int) -> int:

@@ -19,11 +19,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from dorgu.runtime.child import EXIT_ORPHANED, SUPERVISOR_PID_ENV
 from dorgu.runtime.logs import JsonFormatter, controller_var, key_var, reconcile_id_var, setup_logging
@@ -168,20 +166,6 @@ class SupervisorProcess:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         self._reader.join(timeout=5)
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., SupervisorProcess]]:
-    started: list[SupervisorProcess] = []
-
-    def _start(*components: dict[str, Any], **settings: Any) -> SupervisorProcess:
-        sup = SupervisorProcess(tmp_path=tmp_path, components=list(components), **settings)
-        started.append(sup)
-        return sup
-
-    yield _start
-    for sup in started:
-        sup.cleanup()
 
 
 def component(name: str, target: str, **options: Any) -> dict[str, Any]:
