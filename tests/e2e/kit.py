@@ -384,3 +384,49 @@ def leases(kube: HarnessClient, namespace: str = NS) -> dict[str, str]:
 
 def admin_env(cp: ControlPlane) -> dict[str, str]:
     return {"KUBECONFIG": str(cp.kubeconfig)}
+
+
+# -- workload builders ---------------------------------------------------------------------------------------
+
+
+def app_persona(name: str, min_replicas: int = 1) -> dict[str, Any]:
+    """An api persona for app ``name``: limits 500m / 512Mi, 1–10 replicas (``min_replicas``)."""
+    return {
+        "apiVersion": "dorgu.io/v1",
+        "kind": "ApplicationPersona",
+        "metadata": {"name": name},
+        "spec": {
+            "name": name,
+            "type": "api",
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}},
+            "scaling": {"minReplicas": min_replicas, "maxReplicas": 10},
+        },
+    }
+
+
+def app_deployment(name: str, *, cpu: str = "250m", replicas: int = 2) -> dict[str, Any]:
+    """A Deployment of app ``name`` that passes :func:`app_persona`'s rules unless ``cpu`` exceeds 500m."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"pod": name}},
+            "template": {
+                "metadata": {"labels": {"pod": name}},
+                "spec": {
+                    "securityContext": {"runAsNonRoot": True},
+                    "containers": [{
+                        "name": "app", "image": "nginx:1.27",
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"cpu": cpu, "memory": "256Mi"}},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+                        "securityContext": {"readOnlyRootFilesystem": True,
+                                            "allowPrivilegeEscalation": False},
+                    }],
+                },
+            },
+        },
+    }  # fmt: skip

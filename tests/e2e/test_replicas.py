@@ -26,7 +26,6 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -39,6 +38,8 @@ from tests.e2e.kit import (
     Balancer,
     Replica,
     admin_env,
+    app_deployment,
+    app_persona,
     audit_entries,
     ensure_namespace,
     http_get,
@@ -77,47 +78,6 @@ class Cluster:
     replicas: list[Replica]
     webhook_lb: Balancer
     ws_lb: Balancer
-
-
-def _persona(name: str, min_replicas: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "dorgu.io/v1",
-        "kind": "ApplicationPersona",
-        "metadata": {"name": name},
-        "spec": {
-            "name": name,
-            "type": "api",
-            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}},
-            "scaling": {"minReplicas": min_replicas, "maxReplicas": 10},
-        },
-    }
-
-
-def _deployment(name: str, *, cpu: str = "250m", replicas: int = 2) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"pod": name}},
-            "template": {
-                "metadata": {"labels": {"pod": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True},
-                    "containers": [{
-                        "name": "app", "image": "nginx:1.27",
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"cpu": cpu, "memory": "256Mi"}},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-                        "securityContext": {"readOnlyRootFilesystem": True,
-                                            "allowPrivilegeEscalation": False},
-                    }],
-                },
-            },
-        },
-    }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +129,7 @@ def _review(port: int) -> int:
             "uid": "e2e", "operation": "CREATE", "namespace": APPS,
             "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
             "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "object": _deployment("direct"),
+            "object": app_deployment("direct"),
         },
     }  # fmt: skip
     ctx = ssl.create_default_context()
@@ -242,7 +202,7 @@ def test_kill_9_of_the_persona_leader_fails_over(cluster: Cluster) -> None:
     kube = cluster.kube
     names = [f"app-{i}" for i in range(8)]
     for n in names:
-        kube.post(f"/apis/dorgu.io/v1/namespaces/{APPS}/applicationpersonas", _persona(n))
+        kube.post(f"/apis/dorgu.io/v1/namespaces/{APPS}/applicationpersonas", app_persona(n))
     poll(lambda: _generation_converged(kube, names), timeout=60, what="the personas' first status")
 
     stop = threading.Event()
@@ -313,7 +273,7 @@ def test_kill_9_of_the_persona_leader_fails_over(cluster: Cluster) -> None:
 
 def test_rolling_restart_under_deployment_changes(cluster: Cluster) -> None:
     kube = cluster.kube
-    kube.post(f"/apis/dorgu.io/v1/namespaces/{APPS}/applicationpersonas", _persona("web"))
+    kube.post(f"/apis/dorgu.io/v1/namespaces/{APPS}/applicationpersonas", app_persona("web"))
     dep_path = f"/apis/apps/v1/namespaces/{APPS}/deployments"
     stop = threading.Event()
     results: list[tuple[int, list[str]]] = []
@@ -323,7 +283,7 @@ def test_rolling_restart_under_deployment_changes(cluster: Cluster) -> None:
         i = 0
         while not stop.is_set():
             name = f"web-{i % 4}"
-            body = _deployment(name, cpu="2")  # over the persona's 500m limit: always warned about
+            body = app_deployment(name, cpu="2")  # over the persona's 500m limit: always warned about
             body["metadata"]["labels"]["app.kubernetes.io/name"] = "web"
             body["metadata"]["annotations"] = {"e2e/i": str(i)}
             try:
@@ -345,7 +305,7 @@ def test_rolling_restart_under_deployment_changes(cluster: Cluster) -> None:
             time.sleep(0.1)
 
     # The webhook is served before the stream starts (the configuration points at the balancer).
-    poll(lambda: write_with_warnings(kube, "POST", dep_path, _deployment("probe", cpu="2"))[1] or
+    poll(lambda: write_with_warnings(kube, "POST", dep_path, app_deployment("probe", cpu="2"))[1] or
          kube.delete(f"{dep_path}/probe"), timeout=60, what="the webhook answering")  # fmt: skip
     t = threading.Thread(target=stream, daemon=True)
     t.start()

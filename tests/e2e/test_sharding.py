@@ -30,7 +30,19 @@ import pytest
 
 from dorgu.envtest import ControlPlane, ControlPlaneSettings, HarnessClient
 from dorgu.envtest.http import ApiError
-from tests.e2e.kit import DEPLOY, NS, Replica, _ts, admin_env, audit_entries, ensure_namespace, http_get, poll
+from tests.e2e.kit import (
+    DEPLOY,
+    NS,
+    Replica,
+    _ts,
+    admin_env,
+    app_deployment,
+    app_persona,
+    audit_entries,
+    ensure_namespace,
+    http_get,
+    poll,
+)
 
 CRDS = tuple(sorted((DEPLOY / "crds").glob("*.yaml")))
 APPS = "sharded-apps"
@@ -68,47 +80,6 @@ class Ring:
     work: Path
 
 
-def _persona(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "dorgu.io/v1",
-        "kind": "ApplicationPersona",
-        "metadata": {"name": name},
-        "spec": {
-            "name": name,
-            "type": "api",
-            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}},
-            "scaling": {"minReplicas": 1, "maxReplicas": 10},
-        },
-    }
-
-
-def _deployment(name: str, *, cpu: str = "250m") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"pod": name}},
-            "template": {
-                "metadata": {"labels": {"pod": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True},
-                    "containers": [{
-                        "name": "app", "image": "nginx:1.27",
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"cpu": cpu, "memory": "256Mi"}},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-                        "securityContext": {"readOnlyRootFilesystem": True,
-                                            "allowPrivilegeEscalation": False},
-                    }],
-                },
-            },
-        },
-    }  # fmt: skip
-
-
 def _replica(identity: str, cp: ControlPlane, work: Path, shards: int) -> Replica:
     r = Replica(identity=identity, args=[], env=admin_env(cp), log_dir=work)
     r.args = [
@@ -138,8 +109,8 @@ def ring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ring]:
         ensure_namespace(kube, APPS)
         names = [f"app-{i}" for i in range(N)]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda n: kube.post(DEPLOYMENTS, _deployment(n)), names))
-            list(pool.map(lambda n: kube.post(PERSONAS, _persona(n)), names))
+            list(pool.map(lambda n: kube.post(DEPLOYMENTS, app_deployment(n)), names))
+            list(pool.map(lambda n: kube.post(PERSONAS, app_persona(n)), names))
         replicas = [_replica(f"dorgu-{i}", cp, work, 2) for i in range(2)]
         r = Ring(cp, kube, audit_log, replicas, work)
         try:
