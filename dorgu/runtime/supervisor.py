@@ -595,7 +595,8 @@ def run_supervisor(
         # supervisor serves with and the children request with. The fork server loads the rest.
         import aiohttp.web  # noqa: F401
 
-        modules = ["dorgu.runtime.child", "dorgu.runtime.procmetrics", "uvloop", "prometheus_client"]
+        # (The fork server itself loads dorgu.runtime.child and prometheus_client before these.)
+        modules = ["dorgu.runtime.procmetrics", "uvloop"]
         fork_server = ForkServer.start(preload=[*modules, *(c.target.partition(":")[0] for c in components)])
     try:
         supervisor = Supervisor(
