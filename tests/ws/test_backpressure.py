@@ -21,8 +21,21 @@ from webhook.ws.server import WebSocketSettings
 
 CAP = 256 * 1024
 """The server's ``max_buffered_bytes`` here: small, so a few hundred unread replies would pass it."""
-SEND_BYTES = 24 * 1024 * 1024
-"""What the client tries to send: far more replies than the cap (and than any socket buffers) hold."""
+
+
+def _kernel_max(name: str) -> int:
+    """The largest size Linux autotunes a TCP buffer to (the third field of ``net.ipv4.tcp_rmem|wmem``)."""
+    with open(f"/proc/sys/net/ipv4/{name}") as f:
+        return int(f.read().split()[2])
+
+
+SEND_BYTES = _kernel_max("tcp_rmem") + _kernel_max("tcp_wmem") + 16 * 1024 * 1024
+"""What the client tries to send: more than every buffer between it and a server that stopped reading can
+hold. The server's receive buffer autotunes up to ``tcp_rmem``'s maximum whether or not the server reads (32
+MiB on some hosts), its send buffer holds up to ``tcp_wmem``'s maximum of replies (each for one request it
+read), and the client's own buffers are 16 KiB; 16 MiB on top covers the cap, aiohttp's read buffer and the
+rest. A fixed 24 MiB was less than the first term on such hosts, so whether it all went out depended on how
+fast the autotuning grew the buffer: on the load of the machine."""
 REQUEST_ID = "r" * 4000
 
 
