@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,7 +50,7 @@ from dorgu.runtime.controller import Controller, ControllerSettings, Request, Re
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
-from dorgu.runtime.meta import Condition
+from dorgu.runtime.meta import Condition, Keep, MetadataView
 from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import DEPLOYMENTS
 
@@ -106,7 +105,8 @@ def _persona_index(p: ApplicationPersona) -> list[str]:
     return [f"{p.metadata.namespace}/{p.spec.name}"]
 
 
-def _deployment_index(d: Deployment) -> list[str]:
+def _deployment_index(d: Deployment | MetadataView) -> list[str]:
+    """``<namespace>/<app>`` from the name and ``app`` labels (metadata only: a cache filter calls it too)."""
     labels = d.metadata.labels or {}
     return [f"{d.metadata.namespace}/{v}" for v in {labels.get(NAME_LABEL), labels.get(APP_LABEL)} if v]
 
@@ -123,7 +123,7 @@ class ApplicationPersonaReconciler:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         persona_selector: str | None = None,
-        deployment_keep: Callable[[Deployment], bool] | None = None,
+        deployment_keep: Keep | None = None,
     ) -> None:
         """``persona_selector`` and ``deployment_keep`` narrow the caches to one shard's objects
         (:mod:`controllers.applicationpersona_shard`); unsharded, both are None."""

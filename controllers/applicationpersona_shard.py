@@ -47,6 +47,7 @@ from dorgu.runtime.controller import Request
 from dorgu.runtime.events import EventRecorder
 from dorgu.runtime.informer import Handlers, Informer
 from dorgu.runtime.manager import Manager, RunnableGroup
+from dorgu.runtime.meta import MetadataView
 from dorgu.runtime.multinamespace import namespace_scope
 from dorgu.runtime.resource import DEPLOYMENTS
 from dorgu.runtime.sharder import Sharder, SharderSettings
@@ -100,7 +101,7 @@ class OwnDeployments:
         self.fetches = 0
         """Label-selected Deployment fetches made (observable by tests and benchmarks)."""
 
-    def keep(self, d: Deployment) -> bool:
+    def keep(self, d: MetadataView) -> bool:
         return any(v in self.wanted for v in _deployment_index(d))
 
     def pending(self, persona: ApplicationPersona) -> bool:

@@ -29,7 +29,7 @@ from dorgu.runtime import metrics
 from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.errors import ApiError, NotFound, TooManyRequests, Unauthorized, error_from_response
-from dorgu.runtime.meta import ListPage, decode_list_page
+from dorgu.runtime.meta import Keep, ListPage, decode_list_page
 from dorgu.runtime.resource import Resource
 
 T = TypeVar("T")
@@ -283,10 +283,10 @@ class ApiClient:
         resource_version: str | None = None,
         limit: int | None = None,
         continue_: str | None = None,
-        keep: Callable[[T], bool] | None = None,
+        keep: Keep | None = None,
     ) -> ListPage[T]:
         """One LIST page; items that do not decode are reported in ``errors``, not raised; items ``keep``
-        rejects are dropped as they are decoded."""
+        rejects (judged on their metadata alone) are never decoded whole."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -311,7 +311,7 @@ class ApiClient:
         field_selector: str | None = None,
         resource_version: str | None = None,
         page_size: int = 500,
-        keep: Callable[[T], bool] | None = None,
+        keep: Keep | None = None,
     ) -> ListPage[T]:
         """All pages of a LIST. Pagination is used only for a quorum read (``resource_version`` empty or
         None): a LIST at RV "0" or at a given RV is served whole from the watch cache, as client-go does."""

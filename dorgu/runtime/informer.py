@@ -25,8 +25,10 @@ update that makes a stored object fail it is delivered as a delete). Objects it 
 not re-sent by the server, so their owner fetches them and hands them to :meth:`Informer.admit`, which keeps
 whichever of the fetched and the watched version is newer and never resurrects an object deleted while the
 fetch was in flight (deletes seen between :meth:`Informer.begin_admit` and :meth:`Informer.end_admit` are
-remembered with their resourceVersion). The server still sends, and this process still decodes, every
-object: a filter splits memory, not decode CPU.
+remembered with their resourceVersion). The server still sends every object, but ``keep`` reads only an
+object's metadata (:class:`~dorgu.runtime.meta.MetadataView`), so an object it rejects and the cache does
+not hold is decoded only that far, in LISTs and in watch events: a filter splits memory and most of the
+decode CPU, not the bytes read.
 
 An object the server holds that does not decode into the item type is not in the store, but it is not
 forgotten either: :attr:`Informer.undecodable` holds it (with the decoder's message and its raw JSON) from
@@ -50,7 +52,7 @@ from dorgu.runtime import metrics
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.errors import ApiError, Gone, TooManyRequests
-from dorgu.runtime.meta import ItemDecodeError
+from dorgu.runtime.meta import ItemDecodeError, Keep, decode_view, view_of
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import NAMESPACE_INDEX, IndexFunc, KubeObject, Store, object_key
 from dorgu.runtime.watch import WatchSettings, WatchStalled, watch
@@ -122,7 +124,7 @@ class Informer(Generic[T]):
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
-        keep: Callable[[T], bool] | None = None,
+        keep: Keep | None = None,
         settings: InformerSettings | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -139,7 +141,8 @@ class Informer(Generic[T]):
         self.field_selector = field_selector
         self.transform = transform
         self.keep = keep
-        """Cache only objects this accepts (see the module docstring); None: all."""
+        """Cache only objects this accepts, judged on their metadata alone (see the module docstring; a
+        ``transform`` must leave what it reads unchanged); None: all."""
         self._admitting = 0
         self._tombstones: dict[str, int] = {}
         self.settings = settings or InformerSettings()
@@ -188,7 +191,7 @@ class Informer(Generic[T]):
         stored = 0
         for obj in items:
             obj = self.transform(obj) if self.transform else obj
-            if self.keep is not None and not self.keep(obj):
+            if self.keep is not None and not self.keep(view_of(obj)):
                 continue
             key = object_key(obj)
             rv = _rv_int(obj.metadata.resource_version)
@@ -210,7 +213,7 @@ class Informer(Generic[T]):
         owner stopped caring about them)."""
         for key in keys:
             obj = self.store.get(key)
-            if obj is not None and self.keep is not None and not self.keep(obj):
+            if obj is not None and self.keep is not None and not self.keep(view_of(obj)):
                 self.store.pop(key)
         self._m_objects.set(len(self.store))
 
@@ -259,7 +262,7 @@ class Informer(Generic[T]):
                 self.resource, type=self.item_type, namespace=self.namespace,
                 label_selector=self.label_selector, field_selector=self.field_selector,
                 resource_version=rv, page_size=self.settings.quorum_page_size,
-                keep=self.keep if self.transform is None else None,
+                keep=self.keep,
             )  # fmt: skip
         except Gone:
             if rv == "":
@@ -286,8 +289,8 @@ class Informer(Generic[T]):
         seen = set()
         for obj in items:
             obj = self.transform(obj) if self.transform else obj
-            if self.keep is not None and not self.keep(obj):
-                continue  # not seen: a stored one is delivered as deleted below
+            # (``keep`` already dropped what it rejects while the LIST was decoded: a stored object missing
+            # from ``items`` is delivered as deleted below.)
             key = object_key(obj)
             seen.add(key)
             self._apply_upsert(key, obj)
@@ -350,13 +353,30 @@ class Informer(Generic[T]):
                 if rv:
                     self.last_sync_rv = rv
                 continue
+            kept = True
+            if self.keep is not None:
+                view = decode_view(ev.object)
+                kept = self.keep(view)
+                if not kept:
+                    key = object_key(view)
+                    if key not in self.store:
+                        # Neither wanted nor held: only its RV counts, so the object is never decoded whole.
+                        self.undecodable.pop(key, None)
+                        if ev.type == "DELETED" and self._admitting:
+                            rv = _rv_int(view.metadata.resource_version)
+                            self._tombstones[key] = rv if rv is not None else 2**63
+                        if ev.type != "ADDED":
+                            record_rv = True
+                        if record_rv and view.metadata.resource_version:
+                            self.last_sync_rv = view.metadata.resource_version
+                        continue
             obj = self._decoder.decode(ev.object)
             if self.transform:
                 obj = self.transform(obj)
             key = object_key(obj)
             self.undecodable.pop(key, None)  # it decodes now, or it is gone
             if ev.type in ("ADDED", "MODIFIED"):
-                if self.keep is None or self.keep(obj):
+                if kept:
                     self._apply_upsert(key, obj)
                 elif self.store.pop(key) is not None:
                     self._dispatch_delete(obj)  # it left the filtered cache

@@ -43,6 +43,7 @@ from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.controller import Controller
 from dorgu.runtime.informer import Informer, InformerSettings
 from dorgu.runtime.leaderelection import LeaderElectionSettings, LeaderElector
+from dorgu.runtime.meta import Keep
 from dorgu.runtime.multinamespace import MultiNamespaceInformer
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import IndexFunc
@@ -129,7 +130,7 @@ class Manager:
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
-        keep: Callable[[T], bool] | None = None,
+        keep: Keep | None = None,
     ) -> Informer[Any]:
         """The process's one informer for this resource/namespace/selectors (created on first request).
 

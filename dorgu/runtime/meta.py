@@ -172,13 +172,53 @@ def _identify(raw: msgspec.Raw) -> tuple[str | None, str | None]:
     )
 
 
-def decode_list_page(
-    data: bytes, item_type: type[T], *, keep: Callable[[T], bool] | None = None
-) -> ListPage[T]:
+class ViewMeta(msgspec.Struct, rename="camel"):
+    """The metadata a cache filter may read: identity, version, labels and annotations."""
+
+    name: str | None = None
+    namespace: str | None = None
+    resource_version: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class MetadataView(msgspec.Struct):
+    """An object decoded only as far as :class:`ViewMeta` (msgspec skips the rest without building it):
+    what a cache filter (``keep``) is called with, so an object it rejects is never decoded whole."""
+
+    metadata: ViewMeta = msgspec.field(default_factory=ViewMeta)
+
+
+Keep = Callable[[MetadataView], bool]
+"""A cache filter: it reads only the object's :class:`ViewMeta` (a label selector the server cannot
+express, e.g. one over a changing set of values)."""
+
+_view_decoder = msgspec.json.Decoder(MetadataView)
+
+
+def decode_view(raw: bytes | msgspec.Raw) -> MetadataView:
+    """An object's :class:`MetadataView` (``msgspec.DecodeError`` when its metadata does not decode)."""
+    return _view_decoder.decode(raw)
+
+
+def view_of(obj: Any) -> MetadataView:
+    """The :class:`MetadataView` of an object already decoded (its ``metadata`` read, not copied deep)."""
+    m = obj.metadata
+    return MetadataView(
+        metadata=ViewMeta(
+            name=m.name, namespace=m.namespace, resource_version=m.resource_version,
+            labels=m.labels, annotations=m.annotations,
+        )
+    )  # fmt: skip
+
+
+def decode_list_page(data: bytes, item_type: type[T], *, keep: Keep | None = None) -> ListPage[T]:
     """Decode a Kubernetes List response, decoding each item on its own.
 
-    ``keep``: drop the items it rejects as they are decoded (a filtered cache never holds the whole list
-    decoded at once: a process's peak memory, which CPython rarely gives back, stays near what it keeps).
+    ``keep``: drop the items it rejects, judged on their :class:`MetadataView` before the item is decoded
+    (a rejected item costs a metadata decode, not a full one, and a filtered cache never holds the whole
+    list decoded at once: a process's peak memory, which CPython rarely gives back, stays near what it
+    keeps). An item whose metadata does not decode is decoded whole, so its error is reported.
 
     The envelope (``metadata`` and ``items``) must be well formed, otherwise
     ``msgspec.DecodeError`` is raised. An item that does not match ``item_type`` is reported in
@@ -190,6 +230,12 @@ def decode_list_page(
     items: list[T] = []
     errors: list[ItemDecodeError] = []
     for index, raw in enumerate(envelope.items or ()):
+        if keep is not None:
+            try:
+                if not keep(_view_decoder.decode(raw)):
+                    continue
+            except msgspec.DecodeError:
+                pass  # the full decode below reports it
         try:
             item = decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError is a subclass
@@ -198,8 +244,7 @@ def decode_list_page(
                 ItemDecodeError(index=index, name=name, namespace=namespace, message=str(exc), raw=bytes(raw))
             )
             continue
-        if keep is None or keep(item):
-            items.append(item)
+        items.append(item)
     return ListPage(metadata=envelope.metadata or ListMeta(), items=items, errors=errors)
 
 

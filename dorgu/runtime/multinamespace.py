@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.informer import Handlers, Informer, InformerSettings
-from dorgu.runtime.meta import ItemDecodeError
+from dorgu.runtime.meta import ItemDecodeError, Keep
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import IndexFunc, KubeObject, Store
 
@@ -51,7 +51,7 @@ class MultiNamespaceInformer(Generic[T]):
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
-        keep: Callable[[T], bool] | None = None,
+        keep: Keep | None = None,
         settings: InformerSettings | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,

@@ -9,7 +9,9 @@ over the objects' keys. Rules it keeps (the protocol is in :mod:`dorgu.runtime.s
   within the lease duration, on the sharder's clock). It is checked every ``check_period_s`` and on every
   shard Lease event. A change of the alive set starts a **settling** wait: no object is assigned or moved
   until the set has been unchanged for ``settle_s`` (shards of a starting ring appear one by one; assigning
-  to the first of them would move most objects again moments later). Then the ring is rebuilt and every
+  to the first of them would move most objects again moments later). A set that only lost shards settles
+  for ``settle_leave_s`` instead: the lost shards' objects have no working owner meanwhile, and the shards
+  of one dead replica expire within a check period or two of each other. Then the ring is rebuilt and every
   key re-examined.
 * **Per object** (desired = the ring's owner of its ``namespace/name``): unassigned → write the desired
   shard; assigned to a dead shard → write the desired shard (and drop a drain label) — the dead shard stopped
@@ -62,6 +64,9 @@ class SharderSettings:
     """The shards' lease duration: a shard not seen renewing for this long is dead."""
     settle_s: float = 5.0
     """After the alive set changes, wait until it has been stable this long before assigning or moving."""
+    settle_leave_s: float = 2.0
+    """The same wait when the alive set only lost shards (their objects are unowned until it ends); never
+    longer than ``settle_s``."""
     check_period_s: float = 1.0
     """How often membership is re-judged (expiry happens without any event)."""
     workers: int = 16
@@ -166,7 +171,10 @@ class Sharder:
             if alive != self._candidate:
                 self._candidate, self._candidate_since = alive, now
                 log.info("ring %s: shards now %s; settling", self.s.ring, sorted(alive))
-            if self._candidate != self.ring.shards and now - self._candidate_since >= self.s.settle_s:
+            settle = self.s.settle_s
+            if self._candidate < self.ring.shards:
+                settle = min(settle, self.s.settle_leave_s)
+            if self._candidate != self.ring.shards and now - self._candidate_since >= settle:
                 self.ring = HashRing(self._candidate, vnodes=self.s.vnodes)
                 self._m_shards.set(len(self.ring))
                 log.info(

@@ -22,7 +22,7 @@ from dorgu.domain.types import (
     ValidationStatus,
     apply_defaults,
 )
-from dorgu.runtime.meta import ObjectMeta, Status, decode_list, decode_list_page
+from dorgu.runtime.meta import MetadataView, ObjectMeta, Status, decode_list, decode_list_page
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "deploy" / "samples"
@@ -816,3 +816,30 @@ def test_structs_match_crd_field_trees(name: str, typ: type) -> None:
     structs = struct_tree(typ)
     for part in ("spec", "status"):
         assert structs[part] == schema_tree(schema["properties"][part]), part
+
+
+def test_a_list_filter_judges_metadata_before_the_item_is_decoded() -> None:
+    """``keep`` sees only metadata: a rejected item is never decoded whole (an undecodable one is not even
+    reported), a kept one is, and an item whose metadata does not decode is reported, not filtered."""
+    body = {
+        "metadata": {"resourceVersion": "7"},
+        "items": [
+            {
+                "metadata": {"name": "mine", "namespace": "t", "labels": {"app": "x"}},
+                "spec": {"name": "a", "type": "api"},
+            },
+            {"metadata": {"name": "other", "namespace": "t", "labels": {"app": "y"}}, "spec": {"type": 42}},
+            {"metadata": {"name": "bad", "namespace": "t", "labels": {"app": "x"}}, "spec": {"type": 42}},
+            {"metadata": "garbage"},
+        ],
+    }
+    seen: list[str | None] = []
+
+    def keep(view: MetadataView) -> bool:
+        seen.append(view.metadata.name)
+        return (view.metadata.labels or {}).get("app") == "x"
+
+    page = decode_list_page(json.dumps(body).encode(), ApplicationPersona, keep=keep)
+    assert [i.metadata.name for i in page.items] == ["mine"]
+    assert [(e.index, e.name) for e in page.errors] == [(2, "bad"), (3, None)]
+    assert seen == ["mine", "other", "bad"]
