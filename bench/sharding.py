@@ -247,6 +247,12 @@ async def _burst(client: ApiClient, namespace: str, n: int, cpu: str) -> None:
     )  # fmt: skip
 
 
+def _reconciles(text: str, controller: str) -> float:
+    """Reconciles the controller ran (every result summed), from one ``/metrics`` text."""
+    prefix = f'controller_runtime_reconcile_total{{controller="{controller}"'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
 def _metrics_text(r: Replica) -> str:
     with (
         contextlib.suppress(OSError),
@@ -275,6 +281,7 @@ async def run_unsharded(
         pid = r.children()["applicationpersona"]
         cpu_cold = _proc_cpu(pid)
         tree_cold = cpu_seconds(r.proc.pid)  # type: ignore[union-attr]
+        reconciles_cold = _reconciles(_metrics_text(r), "applicationpersona")
         progress(f"unsharded cold start {cold:.1f} s, controller {cpu_cold:.1f} CPU-s")
         t0 = time.monotonic()
         await _burst(client, ns, n, "2")
@@ -288,6 +295,8 @@ async def run_unsharded(
             "controller_rss_mib": _rss_mib(pid),
             "tree_rss_mib": sum(_rss_mib(p) for p in tree_pids(r.proc.pid)),  # type: ignore[union-attr]
             "cpu_ms_per_reconcile": 1000 * cpu_all / (2 * n),
+            "reconciles_cold": reconciles_cold,
+            "reconciles_cold_burst": _reconciles(_metrics_text(r), "applicationpersona"),
         }  # fmt: skip
         progress(
             f"unsharded burst {burst_total:.1f} s, controller {cpu_all:.1f} CPU-s, "
@@ -335,6 +344,9 @@ async def run_sharded(
             return out
 
         cpu_cold = cpu_by_component()
+        reconciles_cold: dict[str, float] = {}
+        for r in replicas:
+            reconciles_cold.update(_metric(_metrics_text(r), "dorgu_shard_reconciles_total"))
         progress(
             f"sharded cold start {cold:.1f} s; "
             f"shard CPU-s {sum(v for k, v in cpu_cold.items() if ':' not in k):.1f}"
@@ -346,8 +358,11 @@ async def run_sharded(
         cpu_all = cpu_by_component()
         held = Counter((p.metadata.labels or {}).get(SHARD_LABEL) for p in watcher.inf.store.list())
         cached: dict[str, float] = {}
+        reconciles: dict[str, float] = {}
         for r in replicas:
-            cached.update(_metric(_metrics_text(r), "dorgu_shard_secondary_objects"))
+            text = _metrics_text(r)
+            cached.update(_metric(text, "dorgu_shard_secondary_objects"))
+            reconciles.update(_metric(text, "dorgu_shard_reconciles_total"))
         shards: dict[str, Any] = {}
         for r in replicas:
             for comp, pid in r.children().items():
@@ -358,6 +373,8 @@ async def run_sharded(
                     "personas": held.get(name, 0), "personas_pct": 100 * held.get(name, 0) / n,
                     "deployments_cached": cached.get(name), "cpu_cold_s": cpu_cold.get(name, 0.0),
                     "cpu_cold_burst_s": cpu_all.get(name, 0.0), "rss_mib": _rss_mib(pid),
+                    "reconciles_cold": reconciles_cold.get(name),
+                    "reconciles_cold_burst": reconciles.get(name),
                 }  # fmt: skip
         shard_cpu = sum(s["cpu_cold_burst_s"] for s in shards.values())
         fig = {
