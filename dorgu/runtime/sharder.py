@@ -45,6 +45,9 @@ from dorgu.runtime.shardring import DEFAULT_VNODES, HashRing
 
 log = logging.getLogger("dorgu.sharder")
 
+BY_SHARD = "shard"
+"""The objects' index by their shard label's value."""
+
 __all__ = ["Sharder", "SharderSettings"]
 
 
@@ -112,8 +115,12 @@ class Sharder:
         self.clock = manager.clock
         self._shard_label = shard_label(settings.ring)
         self._drain_label = drain_label(settings.ring)
+        label = self._shard_label
         self.objects: Informer[ObjectRef] = manager.informer(
-            settings.resource, ObjectRef, namespace=settings.namespace
+            settings.resource,
+            ObjectRef,
+            namespace=settings.namespace,
+            indexers={BY_SHARD: lambda o: [v] if (v := (o.metadata.labels or {}).get(label)) else []},
         )
         self.leases: Informer[ShardLease] = manager.informer(
             LEASES,
@@ -192,10 +199,13 @@ class Sharder:
                 await self.clock.wait_for(self._wake.wait(), timeout=self.s.check_period_s)
 
     def _requeue_dead(self) -> None:
-        for obj in self.objects.store.list():
-            shard = (obj.metadata.labels or {}).get(self._shard_label)
-            if shard and shard not in self.ring.shards and self.membership.is_dead(shard):
-                self.controller.enqueue(Request(obj.metadata.namespace or "", obj.metadata.name or ""))
+        # By the shard-label index: this runs every check period and on every Lease renewal, so it costs
+        # O(shards) when nothing is dead, not a walk over every object.
+        store = self.objects.store
+        for shard in store.index_values(BY_SHARD):
+            if shard not in self.ring.shards and self.membership.is_dead(shard):
+                for obj in store.by_index(BY_SHARD, shard):
+                    self.controller.enqueue(Request(obj.metadata.namespace or "", obj.metadata.name or ""))
 
     def enqueue_all(self) -> None:
         for obj in self.objects.store.list():

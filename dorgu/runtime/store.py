@@ -60,6 +60,10 @@ class Store(Generic[T]):
         keys = self._indices[index].get(value, ())
         return [self._items[k] for k in keys]
 
+    def index_values(self, index: str) -> list[str]:
+        """The values ``index`` holds now, each for at least one object (client-go ListIndexFuncValues)."""
+        return list(self._indices[index])
+
     def put(self, key: str, obj: T) -> T | None:
         """Insert or replace; returns the previous object (None if new)."""
         old = self._items.get(key)
