@@ -28,6 +28,7 @@ from dorgu.domain.kube import Deployment
 from dorgu.domain.rules import matching_deployments
 from dorgu.domain.types import ApplicationPersona, ApplicationPersonaStatus
 from dorgu.envtest import ControlPlane, HarnessClient
+from tests import builders
 from tests.runtime.kit import wait_until
 
 BINARY = client_go_peer_binary()
@@ -58,44 +59,9 @@ def persona(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def deployment(
-    name: str,
-    *,
-    app: str | None = None,
-    label: str = "app.kubernetes.io/name",
-    replicas: int = 1,
-    container: dict[str, Any] | None = None,
-    pod_security: dict[str, Any] | None = None,
-    image: str = "nginx:1.27",
-) -> dict[str, Any]:
-    c = {
-        "name": "app",
-        "image": image,
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "512Mi"},
-        },
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-        **(container or {}),
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {label: app or name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"pod": name}},
-            "template": {
-                "metadata": {"labels": {"pod": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True} if pod_security is None else pod_security,
-                    "containers": [c],
-                },
-            },
-        },
-    }
+def deployment(name: str, **kw: Any) -> dict[str, Any]:
+    """:func:`tests.builders.deployment` with one replica unless told otherwise."""
+    return builders.deployment(name, **{"replicas": 1, **kw})
 
 
 def set_deployment_status(

@@ -21,6 +21,7 @@ from dorgu.runtime.client import ApiClient
 from dorgu.runtime.controller import Request
 from dorgu.runtime.manager import Manager
 from dorgu.runtime.resource import DEPLOYMENTS
+from tests.builders import deployment
 from tests.runtime.kit import LoopThread, bounded_gather, wait_until
 
 AP = "/apis/dorgu.io/v1/namespaces/{ns}/applicationpersonas"
@@ -34,45 +35,6 @@ def persona(name: str, **spec: Any) -> dict[str, Any]:
         "kind": "ApplicationPersona",
         "metadata": {"name": name},
         "spec": {"name": name, "type": "api", **spec},
-    }
-
-
-def deployment(
-    name: str,
-    *,
-    replicas: int = 2,
-    app: str | None = None,
-    label: str = "app.kubernetes.io/name",
-    container: dict[str, Any] | None = None,
-    pod_security: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    c = {
-        "name": "app",
-        "image": "nginx:1.27",
-        "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "512Mi"},
-        },
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False},
-    }
-    c.update(container or {})
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {label: app or name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"pod": name}},
-            "template": {
-                "metadata": {"labels": {"pod": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True} if pod_security is None else pod_security,
-                    "containers": [c],
-                },
-            },
-        },
     }
 
 

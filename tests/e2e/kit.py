@@ -26,6 +26,7 @@ import yaml
 
 from dorgu.envtest import ControlPlane, HarnessClient
 from dorgu.envtest.http import ApiError
+from tests.builders import deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -406,27 +407,5 @@ def app_persona(name: str, min_replicas: int = 1) -> dict[str, Any]:
 
 def app_deployment(name: str, *, cpu: str = "250m", replicas: int = 2) -> dict[str, Any]:
     """A Deployment of app ``name`` that passes :func:`app_persona`'s rules unless ``cpu`` exceeds 500m."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"pod": name}},
-            "template": {
-                "metadata": {"labels": {"pod": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True},
-                    "containers": [{
-                        "name": "app", "image": "nginx:1.27",
-                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                      "limits": {"cpu": cpu, "memory": "256Mi"}},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-                        "securityContext": {"readOnlyRootFilesystem": True,
-                                            "allowPrivilegeEscalation": False},
-                    }],
-                },
-            },
-        },
-    }  # fmt: skip
+    resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": cpu, "memory": "256Mi"}}
+    return deployment(name, replicas=replicas, container={"resources": resources})
