@@ -119,6 +119,9 @@ class Controller:
             clock=self.clock,
         )
         self._informers: list[Informer[Any]] = []
+        self.hold: Callable[[Request], bool] | None = None
+        """Keys this returns True for are not queued by watch events: whoever holds a key queues it with
+        :meth:`enqueue` when it lets go (a held key would only be dequeued to be skipped)."""
         name = settings.name
         self._m_total = {
             r: metrics.RECONCILE_TOTAL.labels(name, r)
@@ -136,19 +139,23 @@ class Controller:
     def enqueue(self, req: Request) -> None:
         self.queue.add(req)
 
+    def _add(self, req: Request) -> None:
+        if self.hold is None or not self.hold(req):
+            self.queue.add(req)
+
     def watch_for(self, informer: Informer[Any], *, update_predicate: UpdatePredicate | None = None) -> None:
         """The primary type: each event enqueues the object's own key."""
         self._informers.append(informer)
 
         def on_update(old: Any, new: Any) -> None:
             if update_predicate is None or update_predicate(old, new):
-                self.queue.add(Request.for_object(new))
+                self._add(Request.for_object(new))
 
         informer.add_handlers(
             Handlers(
-                on_add=lambda o: self.queue.add(Request.for_object(o)),
+                on_add=lambda o: self._add(Request.for_object(o)),
                 on_update=on_update,
-                on_delete=lambda o: self.queue.add(Request.for_object(o)),
+                on_delete=lambda o: self._add(Request.for_object(o)),
             )
         )
 
@@ -165,14 +172,14 @@ class Controller:
 
         def add(obj: Any) -> None:
             for req in map_fn(obj):
-                self.queue.add(req)
+                self._add(req)
 
         def on_update(old: Any, new: Any) -> None:
             if update_predicate is None or update_predicate(old, new):
                 reqs = set(map_fn(old))
                 reqs.update(map_fn(new))
                 for req in reqs:
-                    self.queue.add(req)
+                    self._add(req)
 
         informer.add_handlers(Handlers(on_add=add, on_update=on_update, on_delete=add))
 

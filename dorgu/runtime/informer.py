@@ -30,6 +30,15 @@ object's metadata (:class:`~dorgu.runtime.meta.MetadataView`), so an object it r
 not hold is decoded only that far, in LISTs and in watch events: a filter splits memory and most of the
 decode CPU, not the bytes read.
 
+A label selector may be a callable, evaluated anew by each LIST and each watch request: a cache whose
+wanted set changes narrows the server's answers to it (the bytes read then split too).
+:meth:`Informer.rewatch` ends the running watch so the next one asks with the selector as it is now,
+from the last synced RV.
+Objects the wider selector now matches that did not change since are not sent again: whoever widened it
+fetches them and hands them to :meth:`Informer.admit` *after* ``rewatch`` returns; from then on the
+watch's start RV is at most the fetch's, so every later change reaches the cache by one or the other. The
+selector must match everything ``keep`` accepts (a narrower watch would miss their events).
+
 An object the server holds that does not decode into the item type is not in the store, but it is not
 forgotten either: :attr:`Informer.undecodable` holds it (with the decoder's message and its raw JSON) from
 the LIST that found it until an event of the same key decodes or deletes it. (A watch event that does not
@@ -39,6 +48,7 @@ decode ends the watch, so the relist after the backoff records it.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -58,6 +68,8 @@ from dorgu.runtime.store import NAMESPACE_INDEX, IndexFunc, KubeObject, Store, o
 from dorgu.runtime.watch import WatchSettings, WatchStalled, watch
 
 T = TypeVar("T", bound=KubeObject)
+Selector = str | Callable[[], str | None] | None
+"""A label selector, or a callable giving the one to use for the next LIST or watch."""
 log = logging.getLogger("dorgu.informer")
 
 
@@ -120,7 +132,7 @@ class Informer(Generic[T]):
         *,
         item_type: type[T],
         namespace: str | None = None,
-        label_selector: str | None = None,
+        label_selector: Selector = None,
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
@@ -144,6 +156,10 @@ class Informer(Generic[T]):
         """Cache only objects this accepts, judged on their metadata alone (see the module docstring; a
         ``transform`` must leave what it reads unchanged); None: all."""
         self._admitting = 0
+        self._interrupt = asyncio.Event()
+        self._rewatched: list[asyncio.Future[None]] = []
+        self._watching = False
+        self._listing = False
         self._tombstones: dict[str, int] = {}
         self.settings = settings or InformerSettings()
         self.clock = clock or RealClock()
@@ -160,6 +176,8 @@ class Informer(Generic[T]):
         self._m_objects = metrics.INFORMER_OBJECTS.labels(self._label)
         self.lists = 0
         """Number of LISTs made (relists included) — observable by tests."""
+        self.events = 0
+        """Watch events received, bookmarks included — observable by tests."""
         self.undecodable: dict[str, ItemDecodeError] = {}
         """Objects the server holds that do not decode into ``item_type``, by key (see the module docstring):
         a caller that must not take "not in the store" for "does not exist" looks here."""
@@ -220,6 +238,29 @@ class Informer(Generic[T]):
     def has_synced(self) -> bool:
         return self._synced.is_set()
 
+    async def rewatch(self) -> None:
+        """Make the next LIST or watch ask with the label selector as it is now (see the module docstring):
+        end the running watch, and return once the next request has taken its selector and start RV. A LIST
+        in flight (its answer replaces the store with what the old selector matched) is waited for, then the
+        watch after it. While neither runs, the next request takes the selector anyway: return at once."""
+        if not (self._watching or self._listing):
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._rewatched.append(done)
+        if self._watching:
+            self._interrupt.set()
+        await done
+
+    def _selector(self) -> str | None:
+        """The label selector for the request being made now; waiters of :meth:`rewatch` are released."""
+        sel = self.label_selector() if callable(self.label_selector) else self.label_selector
+        for done in self._rewatched:
+            if not done.done():
+                done.set_result(None)
+        self._rewatched.clear()
+        self._interrupt.clear()
+        return sel
+
     async def wait_for_sync(self) -> None:
         await self._synced.wait()
 
@@ -257,10 +298,12 @@ class Informer(Generic[T]):
 
     async def _list(self) -> None:
         rv = self._relist_rv()
+        selector = self.label_selector() if callable(self.label_selector) else self.label_selector
+        self._listing = True
         try:
             page = await self.client.list_all(
                 self.resource, type=self.item_type, namespace=self.namespace,
-                label_selector=self.label_selector, field_selector=self.field_selector,
+                label_selector=selector, field_selector=self.field_selector,
                 resource_version=rv, page_size=self.settings.quorum_page_size,
                 keep=self.keep,
             )  # fmt: skip
@@ -270,6 +313,8 @@ class Informer(Generic[T]):
             # "too old"/"too large" RV on LIST: the next LIST is a quorum read (and may paginate).
             self._rv_unavailable = True
             raise
+        finally:
+            self._listing = False  # waiters of rewatch() go on when the next watch takes its selector
         self.lists += 1
         metrics.INFORMER_RELISTS.labels(self._label).inc()
         for err in page.errors:
@@ -323,8 +368,27 @@ class Informer(Generic[T]):
         record_rv = start_rv not in ("", "0")  # see propagateRVFromStart in the module docstring
         started = self.clock.monotonic()
         metrics.WATCH_STARTS.labels(self._label).inc()
+        selector = self._selector()
         try:
-            events = await self._consume(start_rv, record_rv)
+            if callable(self.label_selector):
+                # A selector that changes: the watch runs beside the wait for :meth:`rewatch`.
+                consume = asyncio.ensure_future(self._consume(start_rv, record_rv, selector))
+                interrupt = asyncio.ensure_future(self._interrupt.wait())
+                self._watching = True
+                try:
+                    await asyncio.wait((consume, interrupt), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    self._watching = False
+                    interrupt.cancel()
+                    if not consume.done():
+                        consume.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await consume
+                if consume.cancelled():
+                    return  # ended for a new selector: resume from the last RV at once
+                events = consume.result()
+            else:
+                events = await self._consume(start_rv, record_rv, selector)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as e:
             # A stream cut mid-way (apiserver restart, proxy reset) is a closed watch, as client-go treats an
             # unexpected EOF: resume from the last RV without relisting.
@@ -336,14 +400,15 @@ class Informer(Generic[T]):
         if events == 0 and self.clock.monotonic() - started < 1.0:
             raise _VeryShortWatch(f"watch of {self._label} closed in under 1 s with no events")
 
-    async def _consume(self, start_rv: str, record_rv: bool) -> int:
+    async def _consume(self, start_rv: str, record_rv: bool, selector: str | None) -> int:
         events = 0
         async for ev in watch(
             self.client, self.resource, resource_version=start_rv, namespace=self.namespace,
-            label_selector=self.label_selector, field_selector=self.field_selector,
+            label_selector=selector, field_selector=self.field_selector,
             settings=self.settings.watch, rng=self.rng,
         ):  # fmt: skip
             events += 1
+            self.events += 1
             counter = self._m_events.get(ev.type)
             if counter is None:
                 counter = self._m_events[ev.type] = metrics.WATCH_EVENTS.labels(self._label, ev.type)
@@ -448,4 +513,4 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-__all__ = ["Handlers", "Informer", "InformerSettings", "Store"]
+__all__ = ["Handlers", "Informer", "InformerSettings", "Selector", "Store"]

@@ -41,7 +41,7 @@ from dorgu.runtime.client import ApiClient, ClientSettings
 from dorgu.runtime.clock import Clock, RealClock
 from dorgu.runtime.config import ConnectionSettings
 from dorgu.runtime.controller import Controller
-from dorgu.runtime.informer import Informer, InformerSettings
+from dorgu.runtime.informer import Informer, InformerSettings, Selector
 from dorgu.runtime.leaderelection import LeaderElectionSettings, LeaderElector
 from dorgu.runtime.meta import Keep
 from dorgu.runtime.multinamespace import MultiNamespaceInformer
@@ -126,7 +126,7 @@ class Manager:
         item_type: type[T],
         *,
         namespace: str | tuple[str, ...] | None = None,
-        label_selector: str | None = None,
+        label_selector: Selector = None,
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,

@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 
 from dorgu.runtime.client import ApiClient
 from dorgu.runtime.clock import Clock
-from dorgu.runtime.informer import Handlers, Informer, InformerSettings
+from dorgu.runtime.informer import Handlers, Informer, InformerSettings, Selector
 from dorgu.runtime.meta import ItemDecodeError, Keep
 from dorgu.runtime.resource import Resource
 from dorgu.runtime.store import IndexFunc, KubeObject, Store
@@ -47,7 +47,7 @@ class MultiNamespaceInformer(Generic[T]):
         *,
         item_type: type[T],
         namespaces: tuple[str, ...],
-        label_selector: str | None = None,
+        label_selector: Selector = None,
         field_selector: str | None = None,
         indexers: dict[str, IndexFunc] | None = None,
         transform: Callable[[T], T] | None = None,
@@ -118,6 +118,10 @@ class MultiNamespaceInformer(Generic[T]):
 
     def has_synced(self) -> bool:
         return all(part.has_synced() for part in self.parts)
+
+    async def rewatch(self) -> None:
+        """:meth:`Informer.rewatch` of every part."""
+        await asyncio.gather(*(part.rewatch() for part in self.parts))
 
     async def wait_for_sync(self) -> None:
         await asyncio.gather(*(part.wait_for_sync() for part in self.parts))

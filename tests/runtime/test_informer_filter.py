@@ -94,3 +94,58 @@ def test_keep_filters_and_admit_never_resurrects(
                     await task
 
     asyncio.run(main())
+
+
+def test_a_callable_selector_narrows_the_stream_and_rewatch_widens_it_losing_no_change(
+    control_plane: ControlPlane, kube: HarnessClient, namespace: str
+) -> None:
+    """The server sends only what the selector matches; widening it is ``rewatch`` then a fetch, and a change
+    made between the two, or after, reaches the cache."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    kube.post(path, _cm("a", "x"))
+    kube.post(path, _cm("b", "y"))
+    wanted = {"x"}
+
+    def annotation(inf: Informer[ConfigMap], name: str) -> str | None:
+        cm = inf.store.get(f"{namespace}/{name}")
+        return (cm.metadata.annotations or {}).get("v") if cm is not None else None
+
+    async def main() -> None:
+        async with ApiClient(control_plane.connection()) as client:
+            inf: Informer[ConfigMap] = Informer(
+                client, CONFIGMAPS, item_type=ConfigMap, namespace=namespace,
+                label_selector=lambda: f"app in ({','.join(sorted(wanted))})",
+                keep=lambda c: (c.metadata.labels or {}).get("app") in wanted,
+            )  # fmt: skip
+            task = asyncio.create_task(inf.run())
+            try:
+                await inf.wait_for_sync()
+                assert inf.store.keys() == [f"{namespace}/a"]
+                await _eventually(lambda: inf._watching, "the watch to start")
+                # b's changes are not sent at all: the one event is a's.
+                for i in range(3):
+                    kube.patch(f"{path}/b", {"metadata": {"annotations": {"v": str(i)}}})
+                kube.patch(f"{path}/a", {"metadata": {"annotations": {"v": "1"}}})
+                await _eventually(lambda: annotation(inf, "a") == "1", "a's change")
+                assert inf.events == 1
+                # Widen: rewatch, a change before the fetch, the fetch, a change after it.
+                wanted.add("y")
+                await inf.rewatch()
+                kube.patch(f"{path}/b", {"metadata": {"annotations": {"v": "between"}}})
+                inf.begin_admit()
+                fetched = await client.list_all(
+                    CONFIGMAPS, type=ConfigMap, namespace=namespace, label_selector="app in (y)",
+                    resource_version=inf.last_sync_rv,
+                )  # fmt: skip
+                inf.admit(fetched.items)
+                inf.end_admit()
+                await _eventually(lambda: annotation(inf, "b") == "between", "b's change before the fetch")
+                kube.patch(f"{path}/b", {"metadata": {"annotations": {"v": "after"}}})
+                await _eventually(lambda: annotation(inf, "b") == "after", "b's change after the fetch")
+                assert sorted(inf.store.keys()) == [f"{namespace}/a", f"{namespace}/b"]
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(main())
