@@ -1,10 +1,10 @@
 """Benchmark of the sharded ApplicationPersona controller against one unsharded process.
 
 Run ``.venv/bin/python bench/sharding.py [--personas 10000] [--replicas 2] [--shards-per-replica 2]
-[--stream-rate 20] [--only unsharded,sharded,failover,ceiling] [--deadline 1800] [--json]``. It starts its own
-control plane (etcd + kube-apiserver 1.20 with dorgu's CRDs), seeds two namespaces with ``--personas``
-personas and one Deployment each (``cli.bench.workload``'s objects), and runs ``dorgu operator`` as real
-processes, measuring from its own watch (an informer; never polling):
+[--stream-rate 20] [--only unsharded,sharded,failover,restart,ceiling] [--deadline 1800] [--json]``. It
+starts its own control plane (etcd + kube-apiserver 1.20 with dorgu's CRDs), seeds a namespace per phase
+with ``--personas`` personas and one Deployment each (``cli.bench.workload``'s objects), and runs
+``dorgu operator`` as real processes, measuring from its own watch (an informer; never polling):
 
 1. **unsharded**: one replica, ``--components=applicationpersona`` (one Lease) on the first namespace.
    *cold*: from the start until every persona's ``status.observedGeneration`` is its generation; *burst*:
@@ -14,13 +14,18 @@ processes, measuring from its own watch (an informer; never polling):
 2. **sharded**: ``--replicas`` replicas with ``--shards=--shards-per-replica`` (identities ``shard-<r>``,
    shards ``shard-<r>-<n>``) on the second namespace; the same cold start (every persona also labelled) and
    burst. Per shard: personas held, Deployments cached (its ``dorgu_shard_secondary_objects``), CPU-seconds,
-   RSS; the sharder's and the supervisors' CPU beside. Figure: summed shard CPU ÷ the unsharded
-   controller's (target ≤ 1.5).
+   RSS, reconciles; per replica, the Deployment watch events its shards received and the watch requests
+   they made (the narrowing of settled shards' watches shows here); the sharder's and the supervisors' CPU
+   beside. Figure: summed shard CPU ÷ the unsharded controller's (target ≤ 1.5). This cold start is a
+   ring's *first*: the sharder labels every persona while the shards work.
 3. **failover** (after 2): a stream of Deployment changes (``--stream-rate``/s, CPU limit toggled on 200
    apps) runs; ``kill -9`` of a replica not running the active sharder. Seconds from the kill until every
    persona of its shards is labelled for a surviving shard (goal: lease duration + 10 s = 25 s), and until
    every changed app's persona shows its last change after the stream stopped.
-4. **ceiling**: the API server's rate for the operator's request (status applies in a tight loop at 32 and
+4. **restart**: 2 on a fresh namespace whose personas already carry the labels this ring gives them (what a
+   rollout of the StatefulSet sees: same identities, nothing to move), without failover. Figure: the same
+   ratio for this cold start.
+5. **ceiling**: the API server's rate for the operator's request (status applies in a tight loop at 32 and
    64 in flight, ``dorgu bench``'s ceiling run; no operator running) — the input of the scale model in
    docs/architecture.md.
 
@@ -64,6 +69,7 @@ from dorgu.runtime.client import ApiClient  # noqa: E402
 from dorgu.runtime.informer import Handlers, Informer  # noqa: E402
 from dorgu.runtime.kubeconfig import resolve  # noqa: E402
 from dorgu.runtime.resource import DEPLOYMENTS, NAMESPACES  # noqa: E402
+from dorgu.runtime.shardring import HashRing  # noqa: E402
 
 SHARD_LABEL = "shard.dorgu.io/applicationpersona"
 LEASE_DURATION_S = 15.0
@@ -228,15 +234,25 @@ def _metric(text: str, name: str) -> dict[str, float]:
     return out
 
 
-async def _seed(client: ApiClient, namespace: str, n: int) -> None:
+async def _seed(client: ApiClient, namespace: str, n: int, *, ring: HashRing | None = None) -> None:
+    """``n`` personas and their Deployments; with ``ring``, every persona already carries the shard label
+    its owner on that ring would get (a ring that ran before: the restart of its replicas)."""
     await client.create(
         NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
     )
     await w.gather_bounded(
         [client.create(DEPLOYMENTS, w.deployment(i, w.FIRST_IMAGE), namespace=namespace) for i in range(n)]
     )
+
+    def persona(i: int) -> dict[str, Any]:
+        body = w.persona(i)
+        if ring is not None:
+            owner = ring.owner(f"{namespace}/{body['metadata']['name']}")
+            body["metadata"]["labels"] = {SHARD_LABEL: owner or ""}
+        return body
+
     await w.gather_bounded(
-        [client.create(APPLICATION_PERSONAS, w.persona(i), namespace=namespace) for i in range(n)]
+        [client.create(APPLICATION_PERSONAS, persona(i), namespace=namespace) for i in range(n)]
     )
 
 
@@ -251,6 +267,28 @@ def _reconciles(text: str, controller: str) -> float:
     """Reconciles the controller ran (every result summed), from one ``/metrics`` text."""
     prefix = f'controller_runtime_reconcile_total{{controller="{controller}"'
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _deployment_stream(text: str) -> tuple[float, float]:
+    """(watch events received, watch requests started) for Deployments, summed over a replica's processes."""
+    events = starts = 0.0
+    for line in text.splitlines():
+        if 'resource="deployments.apps"' in line:
+            if line.startswith("dorgu_watch_events_total{"):
+                events += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("dorgu_watch_starts_total{"):
+                starts += float(line.rsplit(" ", 1)[1])
+    return events, starts
+
+
+def _results(text: str) -> dict[str, float]:
+    """The ApplicationPersona reconciles of a replica's shards by result (``controller_runtime``'s label)."""
+    prefix = 'controller_runtime_reconcile_total{controller="applicationpersona",result="'
+    return {
+        "reconciles_" + line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix)
+    }
 
 
 def _metrics_text(r: Replica) -> str:
@@ -297,6 +335,7 @@ async def run_unsharded(
             "cpu_ms_per_reconcile": 1000 * cpu_all / (2 * n),
             "reconciles_cold": reconciles_cold,
             "reconciles_cold_burst": _reconciles(_metrics_text(r), "applicationpersona"),
+            "deployment_watch_events": _deployment_stream(_metrics_text(r))[0],
         }  # fmt: skip
         progress(
             f"unsharded burst {burst_total:.1f} s, controller {cpu_all:.1f} CPU-s, "
@@ -309,12 +348,16 @@ async def run_unsharded(
 
 
 async def run_sharded(
-    client: ApiClient, cp: ControlPlane, args: argparse.Namespace, work: Path
+    client: ApiClient, cp: ControlPlane, args: argparse.Namespace, work: Path, *, restart: bool = False
 ) -> dict[str, Any]:
-    ns = "bench-sharded"
+    """The ring's first start (every persona unlabelled: the sharder assigns them all while the shards
+    work), or with ``restart`` the start of a ring whose personas are labelled already (what a rollout of
+    the StatefulSet sees: same identities, same shard names, nothing to move)."""
+    ns = "bench-restart" if restart else "bench-sharded"
     n = args.personas
-    progress(f"seeding {n} personas + Deployments in {ns}")
-    await _seed(client, ns, n)
+    names = [f"shard-{i}-{j}" for i in range(args.replicas) for j in range(args.shards_per_replica)]
+    progress(f"seeding {n} personas + Deployments in {ns}" + (" (labelled)" if restart else ""))
+    await _seed(client, ns, n, ring=HashRing(names) if restart else None)
     watcher = Watcher(client, ns, sharded=True)
     task = asyncio.create_task(watcher.inf.run())
     await watcher.inf.wait_for_sync()
@@ -359,10 +402,13 @@ async def run_sharded(
         held = Counter((p.metadata.labels or {}).get(SHARD_LABEL) for p in watcher.inf.store.list())
         cached: dict[str, float] = {}
         reconciles: dict[str, float] = {}
+        streams: dict[str, dict[str, float]] = {}
         for r in replicas:
             text = _metrics_text(r)
             cached.update(_metric(text, "dorgu_shard_secondary_objects"))
             reconciles.update(_metric(text, "dorgu_shard_reconciles_total"))
+            events, starts = _deployment_stream(text)
+            streams[r.identity] = {"watch_events": events, "watch_starts": starts, **_results(text)}
         shards: dict[str, Any] = {}
         for r in replicas:
             for comp, pid in r.children().items():
@@ -380,12 +426,16 @@ async def run_sharded(
         fig = {
             "cold_s": cold, "burst_s": burst_total, "shards": shards, "shard_cpu_cold_burst_s": shard_cpu,
             "other_cpu_cold_burst_s": {k: v for k, v in cpu_all.items() if ":" in k},
+            "deployment_streams_per_replica": streams,
         }  # fmt: skip
+        for ident, st in sorted(streams.items()):
+            progress(f"  {ident}: its shards received {st['watch_events']:.0f} Deployment watch events "
+                     f"over {st['watch_starts']:.0f} watch requests")  # fmt: skip
         for name, s in sorted(shards.items()):
             progress(f"  {name}: {s['personas']} personas ({s['personas_pct']:.1f} %), "
                      f"{s['deployments_cached']} Deployments cached, {s['cpu_cold_burst_s']:.1f} CPU-s, "
                      f"RSS {s['rss_mib']:.0f} MiB")  # fmt: skip
-        if "failover" in args.only:
+        if "failover" in args.only and not restart:
             fig["failover"] = await _failover(client, ns, replicas, watcher, args)
         return fig
     finally:
@@ -493,6 +543,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 fig["unsharded"] = await run_unsharded(client, cp, args, work)
             if "sharded" in args.only:
                 fig["sharded"] = await run_sharded(client, cp, args, work)
+            if "restart" in args.only:
+                fig["restart"] = await run_sharded(client, cp, args, work, restart=True)
             if "ceiling" in args.only:
                 fig["ceiling"] = await run_ceiling(client, access.connection, args)
         finally:
@@ -502,6 +554,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             fig["unsharded"]["controller_cpu_cold_burst_s"], 1e-9
         )
         fig["checks"] = {"shard_cpu_ratio": check(round(ratio, 3), 1.5)}
+    if "unsharded" in fig and "restart" in fig:
+        ratio = fig["restart"]["shard_cpu_cold_burst_s"] / max(
+            fig["unsharded"]["controller_cpu_cold_burst_s"], 1e-9
+        )
+        fig.setdefault("checks", {})["restart_shard_cpu_ratio"] = check(round(ratio, 3), 1.5)
     if "sharded" in fig:
         pcts = [s["personas_pct"] for s in fig["sharded"]["shards"].values()]
         fig.setdefault("checks", {})["personas_pct_min"] = check(round(min(pcts), 1), 20, ">=")
@@ -546,6 +603,16 @@ def table(fig: dict[str, Any]) -> str:
                     "",
                 ]
             )
+    r = fig.get("restart")
+    if r:
+        rows.append(["restart (personas labelled): cold start", f"{r['cold_s']:.1f} s", ""])
+        rows.append(["restart: burst", f"{r['burst_s']:.1f} s", ""])
+        for name, sh in sorted(r["shards"].items()):
+            rows.append([f"  {name}", f"{sh['personas']} personas, {sh['cpu_cold_burst_s']:.1f} CPU-s, "
+                         f"RSS {sh['rss_mib']:.0f} MiB", ""])  # fmt: skip
+        rows.append(
+            ["restart: shards' CPU summed (cold + burst)", f"{r['shard_cpu_cold_burst_s']:.1f} s", ""]
+        )
     c = fig.get("ceiling")
     if c:
         rows.append(
@@ -566,7 +633,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--shards-per-replica", type=int, default=2)
     p.add_argument("--stream-rate", type=float, default=20.0)
-    p.add_argument("--only", default="unsharded,sharded,failover,ceiling")
+    p.add_argument("--only", default="unsharded,sharded,failover,restart,ceiling")
     p.add_argument("--deadline", type=float, default=1800.0)
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)

@@ -48,7 +48,7 @@ from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, status_time
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
-from dorgu.runtime.informer import Handlers, Informer
+from dorgu.runtime.informer import Handlers, Informer, Selector
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import Condition, Keep, MetadataView
 from dorgu.runtime.multinamespace import namespace_scope
@@ -105,6 +105,13 @@ def _persona_index(p: ApplicationPersona) -> list[str]:
     return [f"{p.metadata.namespace}/{p.spec.name}"]
 
 
+def _rv(d: Deployment) -> int:
+    try:
+        return int(d.metadata.resource_version or 0)
+    except ValueError:
+        return 0
+
+
 def _deployment_index(d: Deployment | MetadataView) -> list[str]:
     """``<namespace>/<app>`` from the name and ``app`` labels (metadata only: a cache filter calls it too)."""
     labels = d.metadata.labels or {}
@@ -124,9 +131,12 @@ class ApplicationPersonaReconciler:
         rng: random.Random | None = None,
         persona_selector: str | None = None,
         deployment_keep: Keep | None = None,
+        deployment_selectors: tuple[Selector, ...] = (None,),
     ) -> None:
-        """``persona_selector`` and ``deployment_keep`` narrow the caches to one shard's objects
-        (:mod:`controllers.applicationpersona_shard`); unsharded, both are None."""
+        """``persona_selector``, ``deployment_keep`` and ``deployment_selectors`` narrow the caches to one
+        shard's objects (:mod:`controllers.applicationpersona_shard`); unsharded, they are None and one
+        unselected Deployment cache. One Deployment cache per selector: their union (by key, the newest
+        resourceVersion winning while an object moves from one to another) is what the reconciler sees."""
         self.m = manager
         self.s = settings
         self.events = events
@@ -141,13 +151,18 @@ class ApplicationPersonaReconciler:
             indexers={BY_SPEC_NAME: _persona_index},
             transform=drop_managed_fields,
         )
-        self.deployments: Informer[Deployment] = manager.informer(
-            DEPLOYMENTS,
-            Deployment,
-            namespace=scope,
-            indexers={BY_APP_LABEL: _deployment_index},
-            keep=deployment_keep,
-        )
+        self.deployment_caches: list[Informer[Deployment]] = [
+            manager.informer(
+                DEPLOYMENTS,
+                Deployment,
+                namespace=scope,
+                label_selector=selector,
+                indexers={BY_APP_LABEL: _deployment_index},
+                keep=deployment_keep,
+            )
+            for selector in deployment_selectors
+        ]
+        self.deployments: Informer[Deployment] = self.deployment_caches[0]
         self.controller = Controller(
             settings=ControllerSettings(name=NAME, workers=settings.workers),
             reconcile=self.reconcile,
@@ -158,7 +173,8 @@ class ApplicationPersonaReconciler:
         self.counter = PersonaCounter()  # the personas-by-phase gauges, from this cache
         self.personas.add_handlers(self.counter.handlers())
         self.controller.watch_for(self.personas, update_predicate=generation_changed)
-        self.controller.watch_mapped(self.deployments, self.personas_of)
+        for cache in self.deployment_caches:
+            self.controller.watch_mapped(cache, self.personas_of)
         manager.add_controller(self.controller)
         self.learner: BaselineLearner | None = None
         if settings.prometheus_url:
@@ -176,6 +192,20 @@ class ApplicationPersonaReconciler:
         self._baseline_conditions: dict[str, DesiredCondition] = {}
         self.writes = 0
         """Status writes made (observable by tests and benchmarks)."""
+
+    def deployments_of(self, namespace: str, app: str) -> list[Deployment]:
+        """The cached Deployments that may belong to app ``app`` of ``namespace`` (not yet matched)."""
+        value = f"{namespace}/{app}"
+        if len(self.deployment_caches) == 1:
+            return self.deployments.store.by_index(BY_APP_LABEL, value)
+        newest: dict[str, Deployment] = {}
+        for cache in self.deployment_caches:
+            for d in cache.store.by_index(BY_APP_LABEL, value):
+                name = d.metadata.name or ""
+                have = newest.get(name)
+                if have is None or _rv(d) > _rv(have):
+                    newest[name] = d
+        return list(newest.values())
 
     def personas_of(self, d: Deployment) -> list[Request]:
         out = []
@@ -214,8 +244,8 @@ class ApplicationPersonaReconciler:
         persona = self.personas.store.get(req.key)
         if persona is None:
             return None  # deleted: nothing to clean up (no finalizers)
-        candidates = self.deployments.store.by_index(BY_APP_LABEL, f"{req.namespace}/{persona.spec.name}")
-        deployments = matching_deployments(persona.spec.name, candidates)
+        name = persona.spec.name
+        deployments = matching_deployments(name, self.deployments_of(req.namespace, name))
         now = status_time(self.clock.now())
         old = self._current_status(req.key, persona)
         new = self.desired_status(persona, deployments, old, now)
@@ -274,9 +304,7 @@ class ApplicationPersonaReconciler:
             key = f"{ns}/{name}"
             if not (force or self.learner.due(key)):
                 continue
-            deps = matching_deployments(
-                p.spec.name, self.deployments.store.by_index(BY_APP_LABEL, f"{ns}/{p.spec.name}")
-            )
+            deps = matching_deployments(p.spec.name, self.deployments_of(ns, p.spec.name))
             deps_of[key] = deps
             by_ns.setdefault(ns, {})[key] = [d.metadata.name or "" for d in deps]
         written = 0

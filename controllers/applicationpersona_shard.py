@@ -2,8 +2,10 @@
 
 * **Shard** (:func:`run`): the ordinary reconciler on caches narrowed to one shard. Personas: a label
   selector ``shard.dorgu.io/applicationpersona=<shard>`` (the sharder writes the label; our own CRD, so no
-  user object is ever mutated). Deployments: every shard watches all of them but caches only those its own
-  personas select (:class:`OwnDeployments`): memory splits, the decode CPU of Deployment events does not.
+  user object is ever mutated). Deployments: once a shard's persona set is settled, the API server sends it
+  only those its own personas select (:class:`OwnDeployments`: a set-based selector on the name label), so
+  memory, decode CPU and the bytes read all split; while personas arrive, and for Deployments without the
+  name label (matched by ``app``), it watches them all and caches only its own.
   The reconcile is wrapped by :class:`~dorgu.runtime.sharding.ShardGate` (ownership check, drain
   acknowledgement, wait for a newly owned persona's Deployments) and the shard's Lease is its own
   (``applicationpersona-shard.<shard>``): it reconciles only while holding it.
@@ -31,7 +33,6 @@ from controllers.applicationpersona import (
     BY_SPEC_NAME,
     NAME,
     ApplicationPersonaReconciler,
-    _deployment_index,
     _persona_index,
 )
 from controllers.component import lease_settings
@@ -65,6 +66,13 @@ new persona's first reconcile can see)."""
 FETCH_BATCH = 100
 """App names per label-selected Deployment LIST when a shard gains personas (label values are at most 63
 characters: a selector of 100 stays well under any URL limit)."""
+NARROW_AFTER_S = 5.0
+"""A shard narrows its named Deployment watch to its own apps once no persona has arrived for this long."""
+MAX_SELECTOR_CHARS = 200_000
+"""Above this, the named Deployment watch is not narrowed (the API server takes at most 1 MiB of request
+line and headers); the shard's filter still caches only its own."""
+UNNAMED = f"!{NAME_LABEL}"
+"""The selector of the second Deployment watch: Deployments matched by their ``app`` label."""
 
 
 def shard_name(identity: str, index: int) -> str:
@@ -73,17 +81,26 @@ def shard_name(identity: str, index: int) -> str:
 
 
 class OwnDeployments:
-    """The rule of a shard's Deployment cache: a Deployment is cached while one of the shard's own personas
-    selects it (``<namespace>/<app name>`` from its labels, as the reconciler's index maps it).
+    """The rule of a shard's Deployment caches: a Deployment is cached while one of the shard's own personas
+    selects it (``<namespace>/<app>``, the app being its name label, else its ``app`` label, as the rules
+    match them).
 
-    * Filtered from the first LIST on, as it is decoded (the informer's ``keep``): the shard never holds
-      every Deployment, not even while it starts (CPython rarely returns a peak's memory).
-    * A persona that becomes the shard's later (a new persona, a move) gets its Deployments fetched and
-      admitted into the cache: batched per namespace, two set-based label-selected LISTs (the name label
-      and the older ``app`` label) per 100 app names; until they are in, :meth:`pending` holds the
-      persona's reconcile back (it would judge it without its Deployments: a wrong Pending status and
-      Events) and enqueues it once they are in (no polling: thousands of personas can wait at once).
-    * A persona that leaves (deleted, drained) drops the Deployments no other own persona selects.
+    * Two caches, a partition by the name label: **named** (the label present, even empty) and
+      **unnamed** (:data:`UNNAMED`). Both filter as they decode (``keep`` reads metadata only): the shard
+      never holds every Deployment, not even while it starts. The reconciler sees their union.
+    * The named watch is **narrowed** by the server to ``app.kubernetes.io/name in (<own apps>)``
+      (:meth:`named_selector`) once no persona has arrived for :data:`NARROW_AFTER_S`: from then on the
+      shard receives only its own Deployments' events. While personas arrive it is **wide** (the label
+      exists): narrowing per arrival would restart the watch — a new TLS connection — every second of a
+      ring's start, and a start changes few Deployments.
+    * A persona that becomes the shard's (a new persona, a move) gets its Deployments fetched and admitted:
+      batched per namespace, a LIST per cache per 100 app names, after the named watch has been made wide
+      (:meth:`~dorgu.runtime.informer.Informer.rewatch`, if it was narrow), so every change after the fetch
+      reaches the cache through the watch. Until they are in, the persona's reconcile is held back
+      (:meth:`pending`, :meth:`holds`: it would judge it without its Deployments — a wrong Pending status
+      and Events) and enqueued once they are in (no polling: thousands of personas can wait at once).
+    * A persona that leaves (deleted, drained) drops the Deployments no other own persona selects; a narrow
+      selector shrinks at its next restart (a wider one only costs bytes).
     """
 
     def __init__(self, *, client: ApiClient, shard: str, clock: Clock, retry_s: float = 1.0) -> None:
@@ -95,14 +112,48 @@ class OwnDeployments:
         self._pending: set[str] = set()
         self._queued: set[str] = set()
         self._fetcher: asyncio.Task[None] | None = None
-        self.deployments: Informer[Deployment] | None = None
+        self._narrow = False
+        self.named: Informer[Deployment] | None = None
+        self.unnamed: Informer[Deployment] | None = None
         self.personas: Informer[ApplicationPersona] | None = None
         self._m_cached = metrics.SHARD_SECONDARY_OBJECTS.labels(RING, shard, "deployments")
         self.fetches = 0
         """Label-selected Deployment fetches made (observable by tests and benchmarks)."""
 
     def keep(self, d: MetadataView) -> bool:
-        return any(v in self.wanted for v in _deployment_index(d))
+        labels = d.metadata.labels or {}
+        app = labels.get(NAME_LABEL) or labels.get(APP_LABEL)
+        return bool(app) and f"{d.metadata.namespace}/{app}" in self.wanted
+
+    def named_selector(self) -> str:
+        """The named watch's selector: wide, the name label exists; narrow, it is one of the shard's app
+        names (or empty, which the ``app`` label then decides) — wide again if that would be too long for a
+        request line."""
+        if not self._narrow:
+            return NAME_LABEL
+        apps = sorted({v.partition("/")[2] for v in self.wanted})
+        sel = f"{NAME_LABEL} in (,{','.join(a for a in apps if _LABEL_VALUE.fullmatch(a))})"
+        return sel if len(sel) <= MAX_SELECTOR_CHARS else NAME_LABEL
+
+    def holds(self, req: Request) -> bool:
+        """The persona of ``req`` waits for its Deployments (the controller's ``hold``: no reconcile is
+        queued for it meanwhile; :meth:`_fetched` queues it). A persona whose app is not wanted yet is
+        being added: the controller's handlers run before this cache's, which then marks it pending."""
+        if self.personas is None:
+            return False
+        p = self.personas.store.get(req.key)
+        if p is None:
+            return False
+        value = _persona_index(p)[0]
+        return value in self._pending or value not in self.wanted
+
+    @property
+    def caches(self) -> list[Informer[Deployment]]:
+        return [c for c in (self.named, self.unnamed) if c is not None]
+
+    def cached(self) -> int:
+        """Deployments held (both caches)."""
+        return sum(len(c.store) for c in self.caches)
 
     def pending(self, persona: ApplicationPersona) -> bool:
         return bool(self._pending) and _persona_index(persona)[0] in self._pending
@@ -110,12 +161,13 @@ class OwnDeployments:
     def attach(
         self,
         personas: Informer[ApplicationPersona],
-        deployments: Informer[Deployment],
+        named: Informer[Deployment],
+        unnamed: Informer[Deployment],
         enqueue: Callable[[Request], None],
     ) -> None:
         """Follow the shard's persona cache; ``enqueue`` a persona once its Deployments are fetched."""
         self.enqueue = enqueue
-        self.deployments = deployments
+        self.named, self.unnamed = named, unnamed
         self.personas = personas
         personas.add_handlers(
             Handlers(
@@ -124,8 +176,14 @@ class OwnDeployments:
                 on_delete=lambda p: self._unwant(_persona_index(p)[0]),
             )
         )
-        count = lambda *_: self._m_cached.set(len(deployments.store))  # noqa: E731
-        deployments.add_handlers(Handlers(on_add=count, on_delete=count))
+        count = lambda *_: self._m_cached.set(self.cached())  # noqa: E731
+        for cache in (named, unnamed):
+            cache.add_handlers(Handlers(on_add=count, on_delete=count))
+        self._start_fetcher()  # a shard that never gains a persona narrows too
+
+    def _start_fetcher(self) -> None:
+        if self._fetcher is None or self._fetcher.done():
+            self._fetcher = asyncio.get_running_loop().create_task(self._fetch_loop())
 
     def _moved(self, old: ApplicationPersona, new: ApplicationPersona) -> None:
         a, b = _persona_index(old)[0], _persona_index(new)[0]
@@ -135,13 +193,12 @@ class OwnDeployments:
 
     def _want(self, value: str) -> None:
         self.wanted[value] += 1
-        deps = self.deployments
-        # Before the Deployment cache has synced, its first LIST (filtered as it is decoded) brings them.
-        if self.wanted[value] == 1 and deps is not None and deps.has_synced():
+        # Fetched even before the caches have synced: their first LISTs may have been asked for already,
+        # with the selector as it was (the fetch loop waits for the sync, then restarts the named watch).
+        if self.wanted[value] == 1 and self.named is not None:
             self._pending.add(value)
             self._queued.add(value)
-            if self._fetcher is None or self._fetcher.done():
-                self._fetcher = asyncio.get_running_loop().create_task(self._fetch_loop())
+            self._start_fetcher()
 
     def _unwant(self, value: str) -> None:
         self.wanted[value] -= 1
@@ -150,15 +207,14 @@ class OwnDeployments:
         del self.wanted[value]
         self._pending.discard(value)
         self._queued.discard(value)
-        deps = self.deployments
-        if deps is not None:
-            deps.forget(
+        for cache in self.caches:
+            cache.forget(
                 [
                     f"{d.metadata.namespace}/{d.metadata.name}"
-                    for d in deps.store.by_index(BY_APP_LABEL, value)
+                    for d in cache.store.by_index(BY_APP_LABEL, value)
                 ]
             )
-            self._m_cached.set(len(deps.store))
+        self._m_cached.set(self.cached())
 
     def _fetched(self, values: list[str]) -> None:
         """The Deployments of ``values`` are in: their personas' reconciles, held back, run now (the gate
@@ -170,11 +226,28 @@ class OwnDeployments:
                 self.enqueue(Request(p.metadata.namespace or "", p.metadata.name or ""))
 
     async def _fetch_loop(self) -> None:
-        """Fetch what is queued, in batches: per namespace, one set-based selector per label for up to
+        """Fetch what is queued, then narrow the named watch once nothing more arrives."""
+        named = self.named
+        assert named is not None
+        while True:
+            await self._fetch_queued()
+            if not self._narrow:
+                await self.clock.sleep(NARROW_AFTER_S)
+                if self._queued:
+                    continue
+                self._narrow = True
+                await named.rewatch()
+                log.info("narrowed the Deployment watch to %d own apps", len(self.wanted))
+            if not self._queued:  # (a persona that arrived meanwhile found this task running)
+                return
+
+    async def _fetch_queued(self) -> None:
+        """Fetch what is queued, in batches: per namespace, one set-based selector per cache for up to
         ``FETCH_BATCH`` app names (a sharder assigning thousands of personas at once costs a few LISTs, not
         two per persona). A failed batch is queued again after ``retry_s``."""
-        deps = self.deployments
-        assert deps is not None
+        named, unnamed = self.named, self.unnamed
+        assert named is not None and unnamed is not None
+        await asyncio.gather(named.wait_for_sync(), unnamed.wait_for_sync())
         while self._queued:
             # Let assignments queue up: a sharder assigning thousands of personas at tens per second would
             # otherwise cost a LIST pair per persona.
@@ -187,24 +260,33 @@ class OwnDeployments:
                 else:
                     self._fetched([value])  # no Deployment can carry it as a label value: none to fetch
             self._queued.clear()
+            # The named watch is wide before any of them is fetched (see the class docstring): a change after
+            # a fetch's answer is then always in the watch.
+            if self._narrow:
+                self._narrow = False
+                await named.rewatch()
             for ns, apps in by_ns.items():
                 for i in range(0, len(apps), FETCH_BATCH):
                     batch = apps[i : i + FETCH_BATCH]
                     values = [f"{ns}/{a}" for a in batch]
-                    deps.begin_admit()
+                    names = ",".join(batch)
+                    for cache in (named, unnamed):
+                        cache.begin_admit()
                     try:
-                        # Served from the API server's watch cache, not older than what this cache has seen
+                        # Served from the API server's watch cache, not older than what each cache has seen
                         # (resourceVersion = its last one; "not older than" is a LIST's meaning of a given
-                        # RV): a Deployment whose event this cache already passed by is in the answer. A
-                        # quorum read instead reads every Deployment of the namespace from etcd per batch
-                        # (at 40,000 that paced a whole ring's start).
-                        rv = deps.last_sync_rv or "0"
-                        for label in (NAME_LABEL, APP_LABEL):
+                        # RV): a Deployment whose event a cache already passed by is in the answer. A quorum
+                        # read instead reads every Deployment of the namespace from etcd per batch (at
+                        # 40,000 that paced a whole ring's start).
+                        for cache, selector in (
+                            (named, f"{NAME_LABEL} in (,{names})"),
+                            (unnamed, f"{UNNAMED},{APP_LABEL} in ({names})"),
+                        ):
                             page = await self.client.list_all(
-                                DEPLOYMENTS, type=Deployment, namespace=ns,
-                                label_selector=f"{label} in ({','.join(batch)})", resource_version=rv,
+                                DEPLOYMENTS, type=Deployment, namespace=ns, label_selector=selector,
+                                resource_version=cache.last_sync_rv or "0",
                             )  # fmt: skip
-                            deps.admit(page.items)
+                            cache.admit(page.items)
                         self.fetches += 1
                         self._fetched(values)
                     except asyncio.CancelledError:
@@ -216,8 +298,9 @@ class OwnDeployments:
                         self._queued.update(v for v in values if v in self.wanted)
                         await self.clock.sleep(self.retry_s)
                     finally:
-                        deps.end_admit()
-            self._m_cached.set(len(deps.store))
+                        for cache in (named, unnamed):
+                            cache.end_admit()
+            self._m_cached.set(self.cached())
 
 
 async def run(ctx: ComponentContext) -> None:
@@ -244,8 +327,11 @@ async def run(ctx: ComponentContext) -> None:
         events=events,
         persona_selector=f"{SHARD_LABEL}={shard}",
         deployment_keep=own.keep,
+        deployment_selectors=(own.named_selector, UNNAMED),
     )
-    own.attach(reconciler.personas, reconciler.deployments, reconciler.controller.enqueue)
+    named, unnamed = reconciler.deployment_caches
+    own.attach(reconciler.personas, named, unnamed, reconciler.controller.enqueue)
+    reconciler.controller.hold = own.holds
     gate = ShardGate(
         client=manager.client,
         resource=APPLICATION_PERSONAS,

@@ -212,6 +212,48 @@ def test_four_shards_split_the_personas_and_the_deployment_cache(ring: Ring) -> 
         print(f"{r.identity}: {n} processes, RSS {rss:.0f} MiB, PSS {pss:.0f} MiB")
 
 
+def _deployment_events(r: Replica) -> float:
+    """Deployment watch events received by ``r``'s processes (its shards)."""
+    _code, text = http_get(f"http://127.0.0.1:{r.metrics_port}/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("dorgu_watch_events_total{") and 'resource="deployments.apps"' in line
+    )
+
+
+def test_a_settled_shard_is_sent_only_its_own_deployments(ring: Ring) -> None:
+    """Once no persona arrives, each shard narrows its Deployment watch to its own apps: Deployment changes
+    of one replica's personas reach that replica's shards and not one event reaches the other replica."""
+    assignment = _assignment(ring.kube)
+    held = Counter(assignment.values())
+
+    def narrowed(r: Replica) -> bool:
+        """Each shard of ``r`` last narrowed its watch to all of its apps (one per persona here)."""
+        last: dict[str, int] = {}
+        for line in r.log.read_text(errors="replace").splitlines():
+            if "narrowed the Deployment watch to" in line:
+                entry = json.loads(line)
+                shard = entry["component"].replace("applicationpersona-shard-", f"{r.identity}-")
+                last[shard] = int(entry["msg"].split(" to ", 1)[1].split()[0])
+        return all(last.get(f"{r.identity}-{i}") == held[f"{r.identity}-{i}"] for i in range(2))
+
+    for r in ring.replicas:
+        poll(lambda r=r: narrowed(r), timeout=120, what=f"the shards of {r.identity} to narrow their watch")
+    mine = sorted(n for n, s in assignment.items() if s is not None and s.startswith("dorgu-0-"))[:20]
+    other = ring.replicas[1]
+    before = _deployment_events(other)
+    own_before = _deployment_events(ring.replicas[0])
+    for name in mine:
+        ring.kube.patch(f"{DEPLOYMENTS}/{name}", {"metadata": {"annotations": {"narrow-test": "1"}}})
+    poll(
+        lambda: _deployment_events(ring.replicas[0]) >= own_before + len(mine),
+        timeout=60, what="the owning replica's shards to receive the changes",
+    )  # fmt: skip
+    time.sleep(2)  # anything the other replica would receive has arrived by now
+    assert _deployment_events(other) == before
+
+
 def test_kill_9_of_a_replica_reassigns_its_shards_and_loses_no_change(ring: Ring) -> None:
     kube = ring.kube
     before = _assignment(kube)
