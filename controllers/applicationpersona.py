@@ -48,7 +48,7 @@ from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, status_time
 from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
 from dorgu.runtime.events import EventRecorder, ObjectReference
-from dorgu.runtime.informer import Handlers, Informer, Selector
+from dorgu.runtime.informer import Handlers, Informer, Selector, resource_version_int
 from dorgu.runtime.manager import Manager, RunnableGroup
 from dorgu.runtime.meta import Condition, Keep, MetadataView
 from dorgu.runtime.multinamespace import namespace_scope
@@ -103,13 +103,6 @@ class _Written:
 
 def _persona_index(p: ApplicationPersona) -> list[str]:
     return [f"{p.metadata.namespace}/{p.spec.name}"]
-
-
-def _rv(d: Deployment) -> int:
-    try:
-        return int(d.metadata.resource_version or 0)
-    except ValueError:
-        return 0
 
 
 def _deployment_index(d: Deployment | MetadataView) -> list[str]:
@@ -198,14 +191,15 @@ class ApplicationPersonaReconciler:
         value = f"{namespace}/{app}"
         if len(self.deployment_caches) == 1:
             return self.deployments.store.by_index(BY_APP_LABEL, value)
-        newest: dict[str, Deployment] = {}
+        newest: dict[str, tuple[int, Deployment]] = {}
         for cache in self.deployment_caches:
             for d in cache.store.by_index(BY_APP_LABEL, value):
                 name = d.metadata.name or ""
+                rv = resource_version_int(d.metadata.resource_version) or 0
                 have = newest.get(name)
-                if have is None or _rv(d) > _rv(have):
-                    newest[name] = d
-        return list(newest.values())
+                if have is None or rv > have[0]:
+                    newest[name] = (rv, d)
+        return [d for _, d in newest.values()]
 
     def personas_of(self, d: Deployment) -> list[Request]:
         out = []

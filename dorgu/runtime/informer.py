@@ -212,13 +212,13 @@ class Informer(Generic[T]):
             if self.keep is not None and not self.keep(view_of(obj)):
                 continue
             key = object_key(obj)
-            rv = _rv_int(obj.metadata.resource_version)
+            rv = resource_version_int(obj.metadata.resource_version)
             dead = self._tombstones.get(key)
             if dead is not None and (rv is None or dead >= rv):
                 continue
             have = self.store.get(key)
             if have is not None:
-                have_rv = _rv_int(have.metadata.resource_version)
+                have_rv = resource_version_int(have.metadata.resource_version)
                 if have_rv is None or rv is None or have_rv >= rv:
                     continue
             self._apply_upsert(key, obj)
@@ -428,7 +428,7 @@ class Informer(Generic[T]):
                         # Neither wanted nor held: only its RV counts, so the object is never decoded whole.
                         self.undecodable.pop(key, None)
                         if ev.type == "DELETED" and self._admitting:
-                            rv = _rv_int(view.metadata.resource_version)
+                            rv = resource_version_int(view.metadata.resource_version)
                             self._tombstones[key] = rv if rv is not None else 2**63
                         if ev.type != "ADDED":
                             record_rv = True
@@ -447,7 +447,7 @@ class Informer(Generic[T]):
                     self._dispatch_delete(obj)  # it left the filtered cache
             elif ev.type == "DELETED":
                 if self._admitting:
-                    rv = _rv_int(obj.metadata.resource_version)
+                    rv = resource_version_int(obj.metadata.resource_version)
                     self._tombstones[key] = rv if rv is not None else 2**63
                 if self.store.pop(key) is not None or self.keep is None:
                     self._dispatch_delete(obj)  # the final state, as the server sent it
@@ -500,7 +500,9 @@ class _RVOnly(msgspec.Struct):
     metadata: _RVMeta = msgspec.field(default_factory=_RVMeta)
 
 
-def _rv_int(rv: str | None) -> int | None:
+def resource_version_int(rv: str | None) -> int | None:
+    """A resourceVersion as the integer etcd issued it (None: absent or not a number); only for ordering
+    versions of one object, as admit and a union of caches do."""
     try:
         return int(rv) if rv else None
     except ValueError:
@@ -513,4 +515,4 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-__all__ = ["Handlers", "Informer", "InformerSettings", "Selector", "Store"]
+__all__ = ["Handlers", "Informer", "InformerSettings", "Selector", "Store", "resource_version_int"]
