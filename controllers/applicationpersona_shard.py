@@ -72,10 +72,11 @@ MAX_NARROW_APPS = 3_000
 """A shard with more apps than this keeps its named Deployment watch wide (its filter still caches only its
 own). The API server matches a set-based selector by a linear scan of its values, for every event and every
 watch (twice for an update: old and new object) — about 5 ns a value, so 3,000 values cost it ~30 µs per
-Deployment event per shard, about what a wide watch costs the shard to receive and skip an event that is not
-its own; above it the narrowing loads the server more than it unloads the shard (at 40,000 personas over 4
-shards, ~10,000 values a shard, it made the start 1.4x slower). It also keeps the request line under 200 KB
-(label values are at most 63 characters; the server takes at most 1 MiB)."""
+Deployment event per shard: of the order of what a wide watch costs to skip an event that is not the
+shard's (the server sending it, the shard reading it; the decode alone is ~6 µs). Above it narrowing costs
+more than it saves (at 40,000 personas over 4 shards, ~10,000 values a shard: ~95 µs per event per shard).
+It also keeps the request line under 200 KB (label values are at most 63 characters; the server takes at
+most 1 MiB)."""
 UNNAMED = f"!{NAME_LABEL}"
 """The selector of the second Deployment watch: Deployments matched by their ``app`` label."""
 
@@ -94,10 +95,10 @@ class OwnDeployments:
       **unnamed** (:data:`UNNAMED`). Both filter as they decode (``keep`` reads metadata only): the shard
       never holds every Deployment, not even while it starts. The reconciler sees their union.
     * The named watch is **narrowed** by the server to ``app.kubernetes.io/name in (<own apps>)``
-      (:meth:`named_selector`) once no persona has arrived for :data:`NARROW_AFTER_S`: from then on the
-      shard receives only its own Deployments' events. While personas arrive it is **wide** (the label
-      exists): narrowing per arrival would restart the watch — a new TLS connection — every second of a
-      ring's start, and a start changes few Deployments.
+      (:meth:`named_selector`): from the start, and again once no persona has arrived for
+      :data:`NARROW_AFTER_S`: from then on the shard receives only its own Deployments' events. While
+      personas arrive it is **wide** (the label exists): narrowing per arrival would restart the watch — a
+      new TLS connection — every second of a ring's start, and a start changes few Deployments.
     * A persona that becomes the shard's (a new persona, a move) gets its Deployments fetched and admitted:
       batched per namespace, a LIST per cache per 100 app names, after the named watch has been made wide
       (:meth:`~dorgu.runtime.informer.Informer.rewatch`, if it was narrow), so every change after the fetch
@@ -117,7 +118,10 @@ class OwnDeployments:
         self._pending: set[str] = set()
         self._queued: set[str] = set()
         self._fetcher: asyncio.Task[None] | None = None
-        self._narrow = False
+        # The named watch starts narrow: its first LIST asks for the apps of the personas known by then —
+        # none on a ring's first start, often all of its own on a restart — instead of every Deployment in
+        # scope, which each shard would read and skip. Whatever it misses is fetched (``_want``).
+        self._narrow = True
         self.named: Informer[Deployment] | None = None
         self.unnamed: Informer[Deployment] | None = None
         self.personas: Informer[ApplicationPersona] | None = None
@@ -184,7 +188,6 @@ class OwnDeployments:
         count = lambda *_: self._m_cached.set(self.cached())  # noqa: E731
         for cache in (named, unnamed):
             cache.add_handlers(Handlers(on_add=count, on_delete=count))
-        self._start_fetcher()  # a shard that never gains a persona narrows too
 
     def _start_fetcher(self) -> None:
         if self._fetcher is None or self._fetcher.done():
