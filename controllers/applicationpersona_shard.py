@@ -137,12 +137,14 @@ class OwnDeployments:
     def named_selector(self) -> str:
         """The named watch's selector: wide, the name label exists; narrow, it is one of the shard's app
         names (or empty, which the ``app`` label then decides) — wide again above :data:`MAX_NARROW_APPS`."""
-        if not self._narrow:
-            return NAME_LABEL
-        apps = {a for v in self.wanted if _LABEL_VALUE.fullmatch(a := v.partition("/")[2])}
-        if len(apps) > MAX_NARROW_APPS:
+        apps = self._own_apps() if self._narrow else None
+        if apps is None or len(apps) > MAX_NARROW_APPS:
             return NAME_LABEL
         return f"{NAME_LABEL} in (,{','.join(sorted(apps))})"
+
+    def _own_apps(self) -> set[str]:
+        """The app names of the shard's personas that can be label values (only those select by label)."""
+        return {a for v in self.wanted if _LABEL_VALUE.fullmatch(a := v.partition("/")[2])}
 
     def holds(self, req: Request) -> bool:
         """The persona of ``req`` waits for its Deployments (the controller's ``hold``: no reconcile is
@@ -243,12 +245,11 @@ class OwnDeployments:
                 await self.clock.sleep(NARROW_AFTER_S)
                 if self._queued:
                     continue
-                self._narrow = True
-                if self.named_selector() == NAME_LABEL:
-                    # Over MAX_NARROW_APPS: the watch stays wide, and is not restarted for nothing.
-                    self._narrow = False
+                if len(self._own_apps()) > MAX_NARROW_APPS:
+                    # The watch stays wide, and is not restarted for nothing.
                     log.info("kept the Deployment watch wide: %d own apps", len(self.wanted))
                 else:
+                    self._narrow = True
                     await named.rewatch()
                     log.info("narrowed the Deployment watch to %d own apps", len(self.wanted))
             if not self._queued:  # (a persona that arrived meanwhile found this task running)
