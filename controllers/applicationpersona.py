@@ -4,8 +4,9 @@ Rules it keeps:
 
 * **Triggers.** Persona events whose generation changed (so neither this controller's own status writes nor
   the Argo CD controller's wake it), every Deployment event mapped to personas through indexes (old *and*
-  new labels on an update; no generation predicate — health comes from Deployment ``status``), and a
-  periodic re-validation (60 s by default, jittered ±10 %).
+  new labels on an update; no generation predicate — health comes from Deployment ``status``) whose
+  resourceVersion moved (a relist re-delivers unchanged ones), and a periodic re-validation (60 s by
+  default, jittered ±10 %).
 * **Matching.** All Deployments of the persona's namespace labelled ``app.kubernetes.io/name=<spec.name>``
   (falling back to the ``app`` label), validated in name order; each issue names its Deployment.
 * **Status** is written with server-side apply on the status subresource under field manager
@@ -46,7 +47,14 @@ from dorgu.domain.types import API_VERSION, ApplicationPersona, ApplicationPerso
 from dorgu.runtime.clock import Clock
 from dorgu.runtime.component import ComponentContext
 from dorgu.runtime.conditions import DesiredCondition, set_status_conditions, status_time
-from dorgu.runtime.controller import Controller, ControllerSettings, Request, Result, generation_changed
+from dorgu.runtime.controller import (
+    Controller,
+    ControllerSettings,
+    Request,
+    Result,
+    generation_changed,
+    resource_version_changed,
+)
 from dorgu.runtime.events import EventRecorder, ObjectReference
 from dorgu.runtime.informer import Handlers, Informer, Selector, resource_version_int
 from dorgu.runtime.manager import Manager, RunnableGroup
@@ -167,7 +175,9 @@ class ApplicationPersonaReconciler:
         self.personas.add_handlers(self.counter.handlers())
         self.controller.watch_for(self.personas, update_predicate=generation_changed)
         for cache in self.deployment_caches:
-            self.controller.watch_mapped(cache, self.personas_of)
+            # A relist (after a broken watch) hands every cached Deployment to the handlers again; only those
+            # whose resourceVersion moved are news (the periodic re-validation covers the rest).
+            self.controller.watch_mapped(cache, self.personas_of, update_predicate=resource_version_changed)
         manager.add_controller(self.controller)
         self.learner: BaselineLearner | None = None
         if settings.prometheus_url:

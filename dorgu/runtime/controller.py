@@ -85,6 +85,13 @@ def generation_changed(old: Any, new: Any) -> bool:
     return bool(old.metadata.generation != new.metadata.generation)
 
 
+def resource_version_changed(old: Any, new: Any) -> bool:
+    """Pass updates whose ``metadata.resourceVersion`` changed (controller-runtime's
+    ``ResourceVersionChangedPredicate``): hides the unchanged objects a relist hands to the handlers again,
+    which are not news — a relist of a few thousand objects would otherwise queue a reconcile for each."""
+    return bool(old.metadata.resource_version != new.metadata.resource_version)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ControllerSettings:
     """How a controller runs."""

@@ -372,3 +372,49 @@ def test_status_payload_is_what_the_spec_shows(kube: HarnessClient, ns: str, run
     conds = {c["type"]: c for c in st["conditions"]}
     assert (conds["Ready"]["reason"], conds["Ready"]["message"]) == ("Issues", "Phase: Degraded")
     assert conds["Validated"]["reason"] == "ValidationFailed"
+
+
+def test_a_relist_of_unchanged_deployments_queues_no_reconcile(
+    control_plane: ControlPlane, kube: HarnessClient, ns: str
+) -> None:
+    """A relist hands every cached Deployment to the handlers again; only one whose resourceVersion moved
+    queues its persona. The Deployment cache's relist step is run directly (a real LIST against the real
+    server): the server cannot be made to break one watch on demand."""
+    names = [f"app{i}" for i in range(5)]
+    for name in names:
+        kube.post(AP.format(ns=ns), persona(name))
+        kube.post(DEP.format(ns=ns), deployment(name))
+    r = Running(control_plane, PersonaSettings(revalidate_interval_s=3600, heartbeat_interval_s=3600))
+    try:
+        wait_until(
+            lambda: all(status(kube, ns, n).get("deployments", {}).get("current") for n in names),
+            what="every persona validated against its Deployment",
+        )
+        controller = r.reconciler.controller
+        inner = controller.reconcile
+        seen: list[str] = []
+
+        async def counted(req: Request) -> Any:
+            if req.namespace == ns:
+                seen.append(req.name)
+            return await inner(req)
+
+        r.loop.call(lambda: setattr(controller, "reconcile", counted))
+        lists = r.loop.call(lambda: r.reconciler.deployments.lists)
+        r.loop.run(r.reconciler.deployments._list())  # the relist, as after a broken watch
+        assert r.loop.call(lambda: r.reconciler.deployments.lists) == lists + 1
+        # A change after the relist: once its persona has been reconciled, anything the relist queued
+        # before it has been too (the queue is first in, first out).
+        kube.patch(
+            f"{DEP.format(ns=ns)}/app3",
+            {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.28"}]}}}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        wait_until(lambda: "app3" in seen, what="the changed Deployment's persona reconciled")
+        wait_until(
+            lambda: status(kube, ns, "app3").get("deployments", {}).get("current") == "nginx:1.28",
+            what="the change in the status",
+        )
+        assert set(seen) == {"app3"}
+    finally:
+        r.close()
